@@ -1,0 +1,99 @@
+"""The contract between the pipeline and the place a command runs.
+
+A :class:`Runner` starts a command in one of two modes. In ``BACKUP`` mode the pipeline reads the
+command's stdout with :meth:`Command.readinto`; its stdin is empty. In ``RESTORE`` mode the
+pipeline writes the command's stdin with :meth:`Command.write` and then
+:meth:`Command.close_stdin`; its stdout is discarded. In both modes the command's stderr goes to
+the ``streamer.command`` logger line by line, and :meth:`Command.wait` gives the exit status.
+
+Implementations must make :meth:`Command.kill` safe to call from another thread at any time
+(the deadline watchdog does), and must raise :class:`~streamer.errors.SourceError` from
+:meth:`Command.wait` when the exit status cannot be known: a stream that ended without one is
+never a success.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+__all__ = ["STDERR_LOGGER", "Command", "ExitStatus", "Mode", "Runner", "forward_stderr_line"]
+
+#: The logger that receives the command's stderr, one record per line.
+STDERR_LOGGER = logging.getLogger("streamer.command")
+
+
+class Mode(enum.Enum):
+    """Which end of the command the pipeline uses."""
+
+    BACKUP = "backup"  #: read stdout
+    RESTORE = "restore"  #: write stdin
+
+
+@dataclass(frozen=True)
+class ExitStatus:
+    """How a command ended."""
+
+    code: int  #: 0 on success; 128 + N when killed by signal N
+    reason: str  #: for people: "exit code 3", "killed by signal SIGKILL", the server's message
+
+    @property
+    def ok(self) -> bool:
+        return self.code == 0
+
+
+class Command(abc.ABC):
+    """One started command. Use it as a context manager so it is always cleaned up."""
+
+    @abc.abstractmethod
+    def readinto(self, buffer: memoryview) -> int:
+        """Read stdout into ``buffer``; return the number of bytes, 0 at end of stream."""
+
+    @abc.abstractmethod
+    def write(self, data: bytes | memoryview) -> None:
+        """Write all of ``data`` to stdin; raise StdinClosed if the command stopped reading."""
+
+    @abc.abstractmethod
+    def close_stdin(self) -> None:
+        """Signal end of input: the command sees EOF on stdin."""
+
+    @abc.abstractmethod
+    def wait(self) -> ExitStatus:
+        """Wait for the command to end; raise SourceError if its status cannot be known."""
+
+    @abc.abstractmethod
+    def kill(self) -> None:
+        """Stop the command now (thread-safe, idempotent)."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release every resource; kills the command if it is still running."""
+
+    def __enter__(self) -> Command:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class Runner(Protocol):
+    """Starts commands somewhere; describes where in error messages."""
+
+    def start(self, argv: Sequence[str], mode: Mode) -> Command:
+        """Start ``argv``; raise SourceError if it cannot be started."""
+        ...
+
+    def describe(self) -> str:
+        """Where commands run, for messages: "local process", "pod ns/name container c"."""
+        ...
+
+
+def forward_stderr_line(line: bytes) -> None:
+    """Log one line of the command's stderr (decoded leniently, newline stripped)."""
+    text = line.rstrip(b"\r\n").decode("utf-8", "replace")
+    if text:
+        STDERR_LOGGER.info("%s", text)
