@@ -1,0 +1,123 @@
+"""The contract every storage keeps: objects are written atomically and read as streams.
+
+An :class:`ObjectWriter` is a context manager. Leaving it normally *commits* the object (the
+S3 multipart upload is completed, the temporary file is renamed into place); leaving it with an
+exception *aborts* it, so a failed backup never leaves a partial object and never replaces an
+existing good one.
+"""
+
+from __future__ import annotations
+
+import abc
+import io
+from dataclasses import dataclass
+from types import TracebackType
+from urllib.parse import unquote, urlsplit
+
+from streamer.errors import ConfigError
+
+__all__ = ["ObjectReader", "ObjectWriter", "S3Settings", "Storage", "open_storage"]
+
+
+@dataclass(frozen=True)
+class S3Settings:
+    """How to reach S3. Anything left ``None`` comes from the standard AWS environment."""
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    path_style: bool = False
+    verify_tls: bool = True
+    #: First part size in bytes; ``None`` chooses one (parts grow so any stream fits 10,000 parts).
+    part_size: int | None = None
+    #: Upload parts (or download ranges) in flight at once; memory ≈ part size × this.
+    parts_in_flight: int = 4
+    #: Attempts per request before the operation fails.
+    max_attempts: int = 5
+
+
+class ObjectWriter(io.RawIOBase, abc.ABC):
+    """A new object being written. Commit on clean exit, abort on exception."""
+
+    def writable(self) -> bool:
+        return True
+
+    @abc.abstractmethod
+    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+        """Take all of ``data`` (always returns ``len(data)``)."""
+
+    @abc.abstractmethod
+    def commit(self) -> None:
+        """Make the object visible under its key."""
+
+    @abc.abstractmethod
+    def abort(self) -> None:
+        """Discard everything written; leave no trace (idempotent)."""
+
+    def __enter__(self) -> ObjectWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
+class ObjectReader(io.RawIOBase, abc.ABC):
+    """An existing object read from start to end."""
+
+    def readable(self) -> bool:
+        return True
+
+    @abc.abstractmethod
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        """Fill ``buffer`` with the next bytes; 0 at the end of the object."""
+
+    #: The object's size in bytes, when the storage knows it.
+    size: int | None = None
+
+
+class Storage(abc.ABC):
+    """A place that holds objects under keys."""
+
+    @abc.abstractmethod
+    def open_writer(self, key: str) -> ObjectWriter:
+        """Start writing a new object; raise StorageError if the storage is unusable."""
+
+    @abc.abstractmethod
+    def open_reader(self, key: str) -> ObjectReader:
+        """Open an object for reading; raise ObjectNotFound if it does not exist."""
+
+    @abc.abstractmethod
+    def url(self, key: str) -> str:
+        """The object's URL, as a user would pass it back to ``streamer restore``."""
+
+
+def open_storage(url: str, settings: S3Settings | None = None) -> tuple[Storage, str]:
+    """Parse ``s3://bucket/key`` or ``file:///path`` into a storage and a key.
+
+    File storage is rooted at ``/``, so keys are absolute paths without their leading slash.
+    The key may be empty or a prefix: a caller that renders the rest from a path template
+    joins the two.
+    """
+    parts = urlsplit(url)
+    if parts.scheme == "s3":
+        if not parts.netloc:
+            raise ConfigError(f"{url!r} has no bucket: write s3://BUCKET/KEY")
+        from streamer.storage.s3 import S3Storage
+
+        return S3Storage(parts.netloc, settings or S3Settings()), unquote(parts.path.lstrip("/"))
+    if parts.scheme == "file":
+        if parts.netloc not in ("", "localhost"):
+            raise ConfigError(f"{url!r}: file URLs take an absolute path, file:///path")
+        from streamer.storage.file import FileStorage
+
+        return FileStorage("/"), unquote(parts.path.lstrip("/"))
+    raise ConfigError(
+        f"unsupported storage URL {url!r}: use s3://BUCKET/KEY or file:///ABSOLUTE/PATH"
+    )
