@@ -7,6 +7,7 @@ own session (process group) so a deadline or failure stops the whole pipeline th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -81,10 +82,8 @@ class LocalCommand(Command):
     def close_stdin(self) -> None:
         if self._stdin is not None:
             stdin, self._stdin = self._stdin, None
-            try:
+            with contextlib.suppress(BrokenPipeError):
                 stdin.close()
-            except BrokenPipeError:
-                pass
 
     def wait(self) -> ExitStatus:
         code = self._proc.wait()
@@ -96,10 +95,8 @@ class LocalCommand(Command):
 
     def kill(self) -> None:
         if self._proc.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self._proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
     def close(self) -> None:
         self.close_stdin()

@@ -1,0 +1,203 @@
+"""age encryption, streamed, with keys users already have.
+
+Recipients may be X25519 (``age1…``), ``ssh-ed25519`` or ``ssh-rsa`` public keys; identities
+are age secret keys or unencrypted OpenSSH private keys, read from a file or from the
+``AGE_IDENTITY`` environment variable. pyrage pulls from a reader and pushes to a writer in
+64 KiB chunks, so neither side ever holds the whole payload.
+
+pyrage reports a failure of our own reader or writer as its own generic error; the wrappers
+here keep the original exception so the caller sees *why* (the command failed, S3 failed)
+instead of "encryption failed".
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol
+
+import pyrage
+
+from streamer.errors import ConfigError, EncryptionError
+
+__all__ = [
+    "AGE_MAGIC",
+    "Identity",
+    "Recipient",
+    "decrypt",
+    "encrypt",
+    "load_identities",
+    "parse_identities",
+    "parse_recipient",
+    "read_recipients_file",
+]
+
+#: The first bytes of every binary age file; armored files start with ``ARMOR_MAGIC``.
+AGE_MAGIC = b"age-encryption.org/v1\n"
+ARMOR_MAGIC = b"-----BEGIN AGE ENCRYPTED FILE-----"
+
+Recipient = Any  # pyrage.x25519.Recipient | pyrage.ssh.Recipient (no stubs)
+Identity = Any  # pyrage.x25519.Identity | pyrage.ssh.Identity
+
+
+def _preview(text: str) -> str:
+    return repr(text[:16] + "…") if len(text) > 16 else repr(text)
+
+
+def parse_recipient(text: str) -> Recipient:
+    """Parse one recipient; ConfigError says what shape was expected."""
+    text = text.strip()
+    if text.startswith("AGE-SECRET-KEY-"):
+        # Never echo it: this is a secret pasted where a public key belongs.
+        raise ConfigError(
+            "recipient: that is an age identity (a secret key), not a recipient; "
+            "pass its public key (age1…, printed by 'age-keygen -y')"
+        )
+    try:
+        if text.startswith("age1"):
+            return pyrage.x25519.Recipient.from_str(text)
+        if text.startswith(("ssh-ed25519 ", "ssh-rsa ")):
+            return pyrage.ssh.Recipient.from_str(text)
+    except pyrage.RecipientError as exc:
+        raise ConfigError(f"recipient {_preview(text)} is not a valid key: {exc}") from exc
+    raise ConfigError(
+        f"recipient {_preview(text)} is not an age recipient: "
+        "expected an age1… key, or an 'ssh-ed25519 …' or 'ssh-rsa …' public key"
+    )
+
+
+def read_recipients_file(path: Path) -> list[Recipient]:
+    """Recipients from a file, one per line; blank lines and ``#`` comments are skipped."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise ConfigError(f"cannot read recipients file {str(path)!r}: {exc.strerror}") from exc
+    recipients = [
+        parse_recipient(line) for line in lines if line.strip() and not line.startswith("#")
+    ]
+    if not recipients:
+        raise ConfigError(f"recipients file {str(path)!r} has no recipients")
+    return recipients
+
+
+def parse_identities(text: str, origin: str) -> list[Identity]:
+    """Identities from the text of an identity file (age keys, or one OpenSSH private key)."""
+    if "-----BEGIN OPENSSH PRIVATE KEY-----" in text or "-----BEGIN RSA PRIVATE KEY-----" in text:
+        try:
+            return [pyrage.ssh.Identity.from_buffer(text.encode())]
+        except pyrage.IdentityError as exc:
+            raise ConfigError(
+                f"{origin}: not a usable SSH private key ({exc}); "
+                "passphrase-protected keys are not supported"
+            ) from exc
+    identities = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            identities.append(pyrage.x25519.Identity.from_str(line))
+        except pyrage.IdentityError as exc:
+            # The line may be a secret with a typo: say where, never what.
+            raise ConfigError(f"{origin}: line {number} is not an age identity") from exc
+    if not identities:
+        raise ConfigError(f"{origin} holds no identity (expected AGE-SECRET-KEY-1… lines)")
+    return identities
+
+
+def load_identities(files: Iterable[Path], env_value: str | None) -> list[Identity]:
+    """Every identity from ``files`` and from the AGE_IDENTITY environment value."""
+    identities: list[Identity] = []
+    for path in files:
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read identity file {str(path)!r}: {exc.strerror}") from exc
+        identities += parse_identities(text, f"identity file {str(path)!r}")
+    if env_value:
+        identities += parse_identities(env_value, "AGE_IDENTITY")
+    return identities
+
+
+class _Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+class _Writable(Protocol):
+    def write(self, data: bytes, /) -> int | None: ...
+
+
+class _KeepErrors:
+    """Remembers the first exception our own reader or writer raised inside pyrage."""
+
+    def __init__(self) -> None:
+        self.error: BaseException | None = None
+
+    def reader(self, inner: _Readable) -> BinaryIO:
+        keep = self
+
+        class Reader(io.RawIOBase):
+            def readable(self) -> bool:
+                return True
+
+            def read(self, size: int = -1) -> bytes:
+                try:
+                    return inner.read(size)
+                except BaseException as exc:
+                    keep.error = keep.error or exc
+                    raise
+
+        return Reader()  # type: ignore[return-value]
+
+    def writer(self, inner: _Writable) -> BinaryIO:
+        keep = self
+
+        class Writer(io.RawIOBase):
+            def writable(self) -> bool:
+                return True
+
+            def write(self, data: Any) -> int:
+                try:
+                    inner.write(data)
+                except BaseException as exc:
+                    keep.error = keep.error or exc
+                    raise
+                return len(data)
+
+        return Writer()  # type: ignore[return-value]
+
+
+def encrypt(reader: _Readable, writer: _Writable, recipients: Sequence[Recipient]) -> None:
+    """Encrypt everything ``reader`` gives to ``recipients``, writing the age file to ``writer``."""
+    keep = _KeepErrors()
+    try:
+        pyrage.encrypt_io(keep.reader(reader), keep.writer(writer), list(recipients))
+    except Exception as exc:
+        if keep.error is not None:
+            raise keep.error from None
+        raise EncryptionError(f"age encryption failed: {exc}") from exc
+
+
+def decrypt(
+    reader: _Readable, writer: _Writable, identities: Sequence[Identity], what: str
+) -> None:
+    """Decrypt the age file ``reader`` gives into ``writer``; ``what`` names it in errors."""
+    keep = _KeepErrors()
+    try:
+        pyrage.decrypt_io(keep.reader(reader), keep.writer(writer), list(identities))
+    except pyrage.DecryptError as exc:
+        if keep.error is not None:
+            raise keep.error from None
+        if "No matching keys" in str(exc):
+            raise EncryptionError(
+                f"none of the given identities can decrypt {what}: it was encrypted to other "
+                "recipients; pass the matching key with -i/--identity or AGE_IDENTITY"
+            ) from exc
+        raise EncryptionError(f"cannot decrypt {what}: {exc}") from exc
+    except Exception as exc:
+        if keep.error is not None:
+            raise keep.error from None
+        raise EncryptionError(
+            f"{what} is corrupted or truncated: age authentication failed ({exc})"
+        ) from exc
