@@ -136,7 +136,8 @@ class GzipReader:
         self._pending = memoryview(out)
 
 
-_INFLATE_ERRORS: tuple[type[BaseException], ...] = (isal_zlib.IsalError, zlib.error)
+# isal's stub declares IsalError as an instance, not a class.
+_INFLATE_ERRORS: tuple[type[BaseException], ...] = (isal_zlib.IsalError, zlib.error)  # type: ignore[assignment]
 
 
 class GunzipWriter:
