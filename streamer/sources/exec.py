@@ -1,0 +1,619 @@
+"""The command runs in a container of a Pod, reached through the Kubernetes ``pods/exec`` API.
+
+This is the only module of the streamer that imports :mod:`kubernetes` (and :mod:`websocket`).
+The official client does configuration, authentication, TLS and the WebSocket handshake; this
+module owns the frame loop on the connection that ``create_websocket()`` returns. The client's own
+``WSClient`` reading loop keeps every byte of stdout in memory and moved 7.8 MB/s where a plain
+frame loop moves hundreds of MB/s, so it is never used.
+
+The exec subprotocols (``v5.channel.k8s.io``, with ``v4.channel.k8s.io`` as the fallback a server
+may pick) multiplex channels over binary messages whose first byte is the channel: 0 stdin,
+1 stdout, 2 stderr, 3 the exit Status (JSON), 255 CLOSE (v5 only: ``[255, 0]`` closes stdin).
+A stream that ends without a Status is a failure, never a short success. v4 cannot close stdin,
+so a restore refuses a v4-only server before it sends anything.
+
+Closing the connection is the only way to stop a remote command (the exec API has no signal
+channel): :meth:`ExecCommand.kill` does that, and the command sees its stdout or stdin closed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import re
+import ssl
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import urllib3
+from kubernetes import client as k8s_client
+from kubernetes import config as _k8s_config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.stream import ws_client as _ws_client
+from websocket import ABNF, WebSocketBadStatusException, WebSocketException
+
+from streamer.errors import ConfigError, SourceError, StdinClosed
+from streamer.sources.base import Command, ExitStatus, Mode, forward_stderr_line
+
+__all__ = [
+    "DEFAULT_PING_INTERVAL",
+    "DEFAULT_READY_TIMEOUT",
+    "ExecCommand",
+    "ExecRunner",
+    "parse_status",
+]
+
+log = logging.getLogger(__name__)
+
+# Both packages ship partial annotations, and their untyped calls stay inside this module.
+k8s_config: Any = _k8s_config
+ws_client: Any = _ws_client
+#: A ``websocket.WebSocket``, as ``create_websocket()`` returns it.
+WebSocket = Any
+
+V5_PROTOCOL = "v5.channel.k8s.io"
+V4_PROTOCOL = "v4.channel.k8s.io"
+STDIN, STDOUT, STDERR, STATUS, CLOSE = 0, 1, 2, 3, 255
+
+#: How long to wait for the target container to be running before exec.
+DEFAULT_READY_TIMEOUT = 120.0
+#: Seconds between WebSocket pings: well under the usual 60 s load-balancer idle timeout.
+DEFAULT_PING_INTERVAL = 20.0
+#: Largest stdin message sent; bigger messages cost fewer Python calls per byte.
+MAX_STDIN_FRAME = 256 * 1024
+#: A stderr line longer than this is logged in pieces, so a binary stderr cannot grow memory.
+MAX_STDERR_LINE = 64 * 1024
+#: The Status object is small; a larger channel 3 is a protocol error, not a reason to buffer.
+MAX_STATUS_BYTES = 64 * 1024
+#: Kubernetes supports the close signal (v5.channel.k8s.io) from this version on.
+FIRST_VERSION_WITH_CLOSE = (1, 30)
+#: Readiness polling backs off from the first to the second delay.
+READY_POLL_DELAYS = (0.25, 2.0)
+#: Timeout of each API request made before exec (readiness, version).
+API_REQUEST_TIMEOUT = 30.0
+
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+class ExecRunner:
+    """Runs commands in one container of one Pod through the ``pods/exec`` API.
+
+    ``api_client`` is the injectable seam: a :class:`kubernetes.client.ApiClient` whose
+    configuration points at the API server (tests point it at a loopback endpoint).
+    """
+
+    def __init__(
+        self,
+        api_client: Any,
+        namespace: str,
+        pod: str,
+        container: str,
+        *,
+        ready_timeout: float = DEFAULT_READY_TIMEOUT,
+        ping_interval: float = DEFAULT_PING_INTERVAL,
+    ) -> None:
+        if not pod:
+            raise ConfigError("no pod given: pass --pod NAME or set POD_NAME")
+        if not container:
+            raise ConfigError(f"no container given for pod {namespace}/{pod}: pass --container")
+        if ready_timeout < 0:
+            raise ConfigError(f"the ready timeout must not be negative, not {ready_timeout:g}")
+        if ping_interval <= 0:
+            raise ConfigError(f"the ping interval must be positive, not {ping_interval:g}")
+        self._api = api_client
+        self.namespace = namespace
+        self.pod = pod
+        self.container = container
+        self.ready_timeout = ready_timeout
+        self.ping_interval = ping_interval
+
+    @classmethod
+    def from_environment(
+        cls,
+        pod: str | None,
+        container: str,
+        namespace: str | None,
+        *,
+        ready_timeout: float = DEFAULT_READY_TIMEOUT,
+    ) -> ExecRunner:
+        """Configure from in-cluster credentials, else kubeconfig (``KUBECONFIG``).
+
+        The pod defaults to ``$POD_NAME`` (the downward API); the namespace to
+        ``$POD_NAMESPACE``, then the in-cluster namespace, then the kubeconfig context's, then
+        ``default``.
+        """
+        pod = pod or os.environ.get("POD_NAME") or None
+        if pod is None:
+            raise ConfigError("no pod given: pass --pod NAME or set POD_NAME (the downward API)")
+        configuration = k8s_client.Configuration()
+        in_cluster = True
+        try:
+            k8s_config.load_incluster_config(client_configuration=configuration)
+        except k8s_config.ConfigException:
+            in_cluster = False
+            try:
+                # The client reads KUBECONFIG once, at import; read it now.
+                k8s_config.load_kube_config(
+                    config_file=_kubeconfig_path(), client_configuration=configuration
+                )
+            except (k8s_config.ConfigException, OSError, ValueError, TypeError) as exc:
+                raise ConfigError(
+                    "no Kubernetes credentials: not running in a Pod with a service account, "
+                    "and no usable kubeconfig (set KUBECONFIG or create ~/.kube/config)"
+                ) from exc
+        if namespace is None:
+            namespace = _default_namespace(in_cluster)
+        return cls(
+            k8s_client.ApiClient(configuration),
+            namespace,
+            pod,
+            container,
+            ready_timeout=ready_timeout,
+        )
+
+    def describe(self) -> str:
+        return f"pod {self.namespace}/{self.pod} container {self.container}"
+
+    def start(self, argv: Sequence[str], mode: Mode) -> ExecCommand:
+        if not argv:
+            raise SourceError("no command given: put the command after '--'")
+        if mode is Mode.RESTORE:
+            self._refuse_servers_without_close()
+        self._wait_until_running()
+        sock, protocol = self._connect(argv, mode)
+        if mode is Mode.RESTORE and protocol != V5_PROTOCOL:
+            sock.shutdown()
+            raise SourceError(
+                f"cannot restore into {self.describe()}: the API server only speaks {protocol}, "
+                "which has no way to close the command's stdin, so the restore command would "
+                "never see the end of its input; Kubernetes 1.30 or newer (v5.channel.k8s.io) "
+                "is needed"
+            )
+        log.debug("exec into %s over %s", self.describe(), protocol)
+        return ExecCommand(sock, mode, where=self.describe(), ping_interval=self.ping_interval)
+
+    # -- before exec ---------------------------------------------------------------------------
+
+    def _get_json(self, what: str, call: Any, *args: Any) -> dict[str, Any]:
+        try:
+            response = call(*args, _preload_content=False, _request_timeout=API_REQUEST_TIMEOUT)
+            data = json.loads(response.data)
+        except ApiException as exc:
+            raise SourceError(self._api_error(what, exc.status, exc.reason, exc.body)) from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise SourceError(
+                f"cannot reach the Kubernetes API server at {self._api.configuration.host} "
+                f"to read {what}: {type(exc).__name__}"
+            ) from exc
+        except ValueError as exc:
+            raise SourceError(f"the Kubernetes API server sent unreadable JSON for {what}") from exc
+        if not isinstance(data, dict):
+            raise SourceError(f"the Kubernetes API server sent unexpected JSON for {what}")
+        return data
+
+    def _api_error(self, what: str, status: int | None, reason: str | None, body: Any) -> str:
+        message = _status_message(body) or reason or "no message"
+        hint = ""
+        if status in (401, 403):
+            hint = (
+                f"; the service account needs 'get' on pods and 'create' on pods/exec in "
+                f"namespace {self.namespace}"
+            )
+        elif status == 404:
+            hint = "; check --pod (or POD_NAME) and --namespace"
+        elif status == 400:
+            hint = "; check --container"
+        return f"cannot {what}: HTTP {status}: {message}{hint}"
+
+    def _refuse_servers_without_close(self) -> None:
+        """Restore needs the v5 CLOSE signal: refuse a server too old for it before exec.
+
+        The handshake is checked again after connecting, but by then the restore command has
+        started (with an empty input); asking the version first keeps it from running at all.
+        """
+        try:
+            info = self._get_json(
+                "the API server version", k8s_client.VersionApi(self._api).get_code
+            )
+        except SourceError as exc:
+            log.debug("cannot read the API server version (%s); relying on the handshake", exc)
+            return
+        major = re.match(r"\d+", str(info.get("major", "")))
+        minor = re.match(r"\d+", str(info.get("minor", "")))
+        if major is None or minor is None:
+            return
+        if (int(major.group()), int(minor.group())) < FIRST_VERSION_WITH_CLOSE:
+            raise SourceError(
+                f"cannot restore into {self.describe()}: the API server is "
+                f"{info.get('gitVersion') or major.group() + '.' + minor.group()}, whose exec "
+                f"protocol ({V4_PROTOCOL}) has no way to close the command's stdin, so the "
+                "restore command would never see the end of its input; Kubernetes 1.30 or newer "
+                f"({V5_PROTOCOL}) is needed"
+            )
+
+    def _wait_until_running(self) -> None:
+        deadline = time.monotonic() + self.ready_timeout
+        delay, max_delay = READY_POLL_DELAYS
+        announced = False
+        core = k8s_client.CoreV1Api(self._api)
+        while True:
+            pod = self._get_json(
+                f"read pod {self.namespace}/{self.pod}",
+                core.read_namespaced_pod,
+                self.pod,
+                self.namespace,
+            )
+            state, detail = _container_state(pod, self.container)
+            if state == "running":
+                return
+            if state == "missing":
+                raise SourceError(
+                    f"pod {self.namespace}/{self.pod} has no container {self.container!r} "
+                    f"(its containers: {detail}); check --container"
+                )
+            if state == "terminated":
+                raise SourceError(
+                    f"container {self.container!r} of pod {self.namespace}/{self.pod} has "
+                    f"terminated ({detail}); the command needs a running container, "
+                    "e.g. one whose command is 'sleep infinity'"
+                )
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise SourceError(
+                    f"container {self.container!r} of pod {self.namespace}/{self.pod} is not "
+                    f"running after {self.ready_timeout:g}s ({detail}); check the pod's events, "
+                    "or wait longer with --ready-timeout"
+                )
+            if not announced:
+                log.info("waiting for %s to be running (%s)", self.describe(), detail)
+                announced = True
+            time.sleep(min(delay, remaining))
+            delay = min(delay * 2, max_delay)
+
+    # -- the connection ------------------------------------------------------------------------
+
+    def _connect(self, argv: Sequence[str], mode: Mode) -> tuple[WebSocket, str]:
+        _, url, headers, _, _ = self._api.param_serialize(
+            method="GET",
+            resource_path="/api/v1/namespaces/{namespace}/pods/{name}/exec",
+            path_params={"namespace": self.namespace, "name": self.pod},
+            query_params=[
+                ("command", list(argv)),
+                ("container", self.container),
+                ("stdin", mode is Mode.RESTORE),
+                ("stdout", mode is Mode.BACKUP),
+                ("stderr", True),
+                ("tty", False),
+            ],
+            header_params={},
+            auth_settings=["BearerToken"],
+            collection_formats={"command": "multi"},
+        )
+        headers["sec-websocket-protocol"] = f"{V5_PROTOCOL},{V4_PROTOCOL}"
+        what = f"exec into {self.describe()}"
+        try:
+            sock = ws_client.create_websocket(
+                self._api.configuration, ws_client.get_websocket_url(url), headers
+            )
+        except WebSocketBadStatusException as exc:
+            body = getattr(exc, "resp_body", None)
+            raise SourceError(self._api_error(what, exc.status_code, None, body)) from exc
+        except (WebSocketException, OSError, ssl.SSLError) as exc:
+            raise SourceError(
+                f"cannot {what}: the connection to the Kubernetes API server at "
+                f"{self._api.configuration.host} failed ({type(exc).__name__}: {exc})"
+            ) from exc
+        protocol = _negotiated_protocol(sock)
+        if protocol not in (V5_PROTOCOL, V4_PROTOCOL):
+            sock.shutdown()
+            raise SourceError(
+                f"cannot {what}: the API server did not agree on an exec protocol "
+                f"(asked for {V5_PROTOCOL} or {V4_PROTOCOL}, got {protocol or 'none'})"
+            )
+        return sock, protocol
+
+
+class ExecCommand(Command):
+    """One command running over an exec connection.
+
+    In backup mode the caller's :meth:`readinto` drives the frame loop, so a slow consumer
+    leaves frames in the socket and TCP pushes back on the server; at most one frame is held.
+    In restore mode a reader thread takes stderr and the Status while the caller writes stdin;
+    :meth:`write` blocks on the socket, so a slow command pushes back on the pipeline.
+    """
+
+    def __init__(
+        self,
+        sock: WebSocket,
+        mode: Mode,
+        *,
+        where: str,
+        ping_interval: float = DEFAULT_PING_INTERVAL,
+    ) -> None:
+        self._sock = sock
+        self._mode = mode
+        self._where = where
+        self._state_lock = threading.Lock()
+        self._ended = threading.Event()  # Status received, connection closed or lost, or killed
+        self._killed = False
+        self._lost: str | None = None  # why the connection ended without a Status
+        self._status: ExitStatus | None = None
+        self._failure: str | None = None  # the server's message for a failure with no exit code
+        self._status_bytes = bytearray()
+        self._stderr = bytearray()
+        self._pending = memoryview(b"")
+        self._stdin_open = mode is Mode.RESTORE
+        self._received = 0
+        self._stop_pinging = threading.Event()
+        self._pinger = threading.Thread(
+            target=self._keep_alive, args=(ping_interval,), name="exec-ping", daemon=True
+        )
+        self._pinger.start()
+        self._reader: threading.Thread | None = None
+        if mode is Mode.RESTORE:
+            self._reader = threading.Thread(target=self._drain, name="exec-reader", daemon=True)
+            self._reader.start()
+
+    # -- the frame loop ------------------------------------------------------------------------
+
+    def _next_stdout(self) -> memoryview | None:
+        """Receive frames until stdout data arrives (returned) or the stream ends (None)."""
+        while not self._ended.is_set():
+            try:
+                opcode, frame = self._sock.recv_data_frame(True)
+            except (WebSocketException, OSError, AttributeError) as exc:
+                # AttributeError: the socket was closed under us by kill()/close().
+                self._end(f"the connection was lost ({type(exc).__name__})")
+                return None
+            if opcode == ABNF.OPCODE_CLOSE:
+                self._end("the API server closed the connection without sending an exit status")
+                return None
+            if opcode != ABNF.OPCODE_BINARY or not frame.data:
+                continue
+            data = memoryview(frame.data)
+            channel, payload = data[0], data[1:]
+            if channel == STDOUT:
+                if payload:
+                    self._received += len(payload)
+                    return payload
+            elif channel == STDERR:
+                self._stderr_chunk(payload)
+            elif channel == STATUS:
+                self._status_chunk(payload)
+        return None
+
+    def _drain(self) -> None:
+        while self._next_stdout() is not None:
+            pass  # restore has no stdout; anything there is discarded
+
+    def _end(self, lost: str) -> None:
+        with self._state_lock:
+            if self._ended.is_set():
+                return
+            if self._status is None and self._failure is None and self._lost is None:
+                self._lost = lost
+            self._ended.set()
+        self._flush_stderr()
+
+    def _stderr_chunk(self, payload: memoryview) -> None:
+        self._stderr += payload
+        start = 0
+        while (newline := self._stderr.find(b"\n", start)) >= 0:
+            forward_stderr_line(bytes(self._stderr[start : newline + 1]))
+            start = newline + 1
+        del self._stderr[:start]
+        while len(self._stderr) >= MAX_STDERR_LINE:
+            forward_stderr_line(bytes(self._stderr[:MAX_STDERR_LINE]))
+            del self._stderr[:MAX_STDERR_LINE]
+
+    def _flush_stderr(self) -> None:
+        if self._stderr:
+            forward_stderr_line(bytes(self._stderr))
+            self._stderr.clear()
+
+    def _status_chunk(self, payload: memoryview) -> None:
+        self._status_bytes += payload
+        if len(self._status_bytes) > MAX_STATUS_BYTES:
+            self._end_with(None, "the API server sent an oversized exit status")
+            return
+        try:
+            status = json.loads(bytes(self._status_bytes))
+        except ValueError:
+            return  # the Status may span several messages; wait for the rest
+        exit_status, failure = parse_status(status)
+        self._end_with(exit_status, failure)
+
+    def _end_with(self, status: ExitStatus | None, failure: str | None) -> None:
+        with self._state_lock:
+            if self._ended.is_set():
+                return
+            self._status, self._failure = status, failure
+            self._ended.set()
+        self._flush_stderr()
+
+    def _keep_alive(self, interval: float) -> None:
+        while not self._stop_pinging.wait(interval):
+            if self._ended.is_set():
+                return
+            try:
+                self._sock.ping()
+            except (WebSocketException, OSError, AttributeError):
+                return  # the frame loop notices a dead connection on its own
+
+    # -- the Command contract ------------------------------------------------------------------
+
+    def readinto(self, buffer: memoryview) -> int:
+        if self._mode is not Mode.BACKUP:
+            raise SourceError("this command was not started for backup: it has no stdout to read")
+        if not self._pending:
+            data = self._next_stdout()
+            if data is None:
+                self._raise_if_lost()
+                return 0
+            self._pending = data
+        count = min(len(buffer), len(self._pending))
+        buffer[:count] = self._pending[:count]
+        self._pending = self._pending[count:]
+        return count
+
+    def write(self, data: bytes | memoryview) -> None:
+        if not self._stdin_open:
+            raise StdinClosed("the restore command's input is already closed")
+        view = memoryview(data).cast("B")
+        while view:
+            if self._ended.is_set():
+                raise StdinClosed(f"the restore command in {self._where} stopped reading its input")
+            chunk, view = view[:MAX_STDIN_FRAME], view[MAX_STDIN_FRAME:]
+            try:
+                self._sock.send(b"\x00" + chunk, ABNF.OPCODE_BINARY)
+            except (WebSocketException, OSError, AttributeError) as exc:
+                raise StdinClosed(
+                    f"the restore command in {self._where} stopped reading its input "
+                    "(the exec connection closed)"
+                ) from exc
+
+    def close_stdin(self) -> None:
+        if not self._stdin_open:
+            return
+        self._stdin_open = False
+        if self._ended.is_set():
+            return
+        with contextlib.suppress(WebSocketException, OSError, AttributeError):
+            self._sock.send(bytes((CLOSE, STDIN)), ABNF.OPCODE_BINARY)
+
+    def wait(self) -> ExitStatus:
+        if self._reader is not None:
+            self._ended.wait()
+        else:
+            self._pending = memoryview(b"")
+            while self._next_stdout() is not None:
+                pass  # stdout nobody reads any more is discarded so the Status can arrive
+        if self._status is not None:
+            return self._status
+        if self._failure is not None:
+            raise SourceError(f"the command in {self._where} failed: {self._failure}")
+        if self._killed:
+            return ExitStatus(137, "killed: the exec connection was closed")
+        self._raise_if_lost()
+        raise SourceError(f"the exit status of the command in {self._where} is unknown")
+
+    def kill(self) -> None:
+        with self._state_lock:
+            if self._ended.is_set():
+                return
+            self._killed = True
+            self._lost = "killed"
+            self._ended.set()
+        self._stop_pinging.set()
+        with contextlib.suppress(OSError, AttributeError):
+            self._sock.abort()  # wakes every thread blocked on the socket
+
+    def close(self) -> None:
+        self._stdin_open = False
+        self.kill()
+        self._stop_pinging.set()
+        if self._reader is not None:
+            self._reader.join(timeout=5)
+        self._pinger.join(timeout=5)
+        self._sock.shutdown()
+        self._flush_stderr()
+
+    def _raise_if_lost(self) -> None:
+        if self._lost is not None and not self._killed:
+            raise SourceError(
+                f"the exec connection to {self._where} ended without the command's exit status "
+                f"after {self._received} bytes of output: {self._lost}; the output is "
+                "incomplete, so nothing is kept"
+            )
+
+
+def parse_status(status: Any) -> tuple[ExitStatus | None, str | None]:
+    """Read a Status object from channel 3: the exit status, or the server's failure message."""
+    if not isinstance(status, dict):
+        return None, "the API server sent an unreadable exit status"
+    if status.get("status") == "Success":
+        return ExitStatus(0, "exit code 0"), None
+    message = str(status.get("message") or status.get("reason") or "no message")
+    if status.get("reason") == "NonZeroExitCode":
+        details = status.get("details") or {}
+        for cause in details.get("causes") or [] if isinstance(details, dict) else []:
+            if isinstance(cause, dict) and cause.get("reason") == "ExitCode":
+                try:
+                    code = int(cause.get("message", ""))
+                except ValueError:
+                    break
+                if code != 0:
+                    return ExitStatus(code, f"exit code {code}"), None
+    return None, message
+
+
+def _negotiated_protocol(sock: WebSocket) -> str | None:
+    headers = sock.getheaders() or {}
+    for key, value in headers.items():
+        if key.lower() == "sec-websocket-protocol":
+            return str(value).strip().lower()
+    return None
+
+
+def _status_message(body: Any) -> str | None:
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    if not body:
+        return None
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return str(body).strip()[:500] or None
+    if isinstance(data, dict) and data.get("message"):
+        return str(data["message"])
+    return None
+
+
+def _container_state(pod: dict[str, Any], container: str) -> tuple[str, str]:
+    """``(running|waiting|terminated|missing, detail)`` of one container of a Pod object."""
+    spec = pod.get("spec") or {}
+    status = pod.get("status") or {}
+    declared = [c.get("name") for c in spec.get("containers") or []]
+    declared += [c.get("name") for c in spec.get("initContainers") or []]
+    if container not in declared:
+        return "missing", ", ".join(str(name) for name in declared) or "none"
+    statuses = (status.get("containerStatuses") or []) + (status.get("initContainerStatuses") or [])
+    for entry in statuses:
+        if entry.get("name") != container:
+            continue
+        state = entry.get("state") or {}
+        if "running" in state:
+            return "running", "running"
+        if "terminated" in state:
+            term = state["terminated"] or {}
+            reason = term.get("reason") or "terminated"
+            return "terminated", f"{reason}, exit code {term.get('exitCode', '?')}"
+        waiting = state.get("waiting") or {}
+        return "waiting", f"waiting: {waiting.get('reason') or 'unknown reason'}"
+    return "waiting", f"pod phase {status.get('phase') or 'unknown'}"
+
+
+def _kubeconfig_path() -> str:
+    return os.environ.get("KUBECONFIG") or str(Path("~/.kube/config").expanduser())
+
+
+def _default_namespace(in_cluster: bool) -> str:
+    namespace = os.environ.get("POD_NAMESPACE")
+    if namespace:
+        return namespace
+    if in_cluster:
+        with contextlib.suppress(OSError):
+            namespace = SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
+            if namespace:
+                return namespace
+    with contextlib.suppress(k8s_config.ConfigException, OSError, ValueError, TypeError):
+        _, active = k8s_config.list_kube_config_contexts(config_file=_kubeconfig_path())
+        namespace = (active or {}).get("context", {}).get("namespace")
+        if namespace:
+            return str(namespace)
+    return "default"
