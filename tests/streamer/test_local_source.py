@@ -1,0 +1,84 @@
+"""The local process source keeps the Command contract the pipeline relies on."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import pytest
+
+from streamer.errors import SourceError, StdinClosed
+from streamer.sources.base import Mode
+from streamer.sources.local import LocalRunner
+
+
+def read_all(command) -> bytes:  # type: ignore[no-untyped-def]
+    out = bytearray()
+    buffer = bytearray(65536)
+    while n := command.readinto(memoryview(buffer)):
+        out += buffer[:n]
+    return bytes(out)
+
+
+def test_backup_mode_reads_stdout_and_logs_stderr(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="streamer.command")
+    with LocalRunner().start(["sh", "-c", "echo out; echo err1 >&2; echo err2 >&2"], Mode.BACKUP) as cmd:
+        assert read_all(cmd) == b"out\n"
+        status = cmd.wait()
+    assert status.ok
+    assert [r.getMessage() for r in caplog.records if r.name == "streamer.command"] == ["err1", "err2"]
+
+
+def test_backup_mode_stdin_is_empty() -> None:
+    with LocalRunner().start(["sh", "-c", "wc -c"], Mode.BACKUP) as cmd:
+        assert read_all(cmd).strip() == b"0"
+        assert cmd.wait().code == 0
+
+
+def test_exit_code_and_signal() -> None:
+    with LocalRunner().start(["sh", "-c", "exit 7"], Mode.BACKUP) as cmd:
+        read_all(cmd)
+        assert (cmd.wait().code, cmd.wait().reason) == (7, "exit code 7")
+    with LocalRunner().start(["sh", "-c", "kill -TERM $$"], Mode.BACKUP) as cmd:
+        read_all(cmd)
+        status = cmd.wait()
+        assert (status.code, status.reason) == (143, "killed by signal SIGTERM")
+
+
+def test_restore_mode_writes_stdin_and_closes_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "out"
+    with LocalRunner().start(["sh", "-c", f"cat > {out}"], Mode.RESTORE) as cmd:
+        cmd.write(b"hello ")
+        cmd.write(memoryview(b"world"))
+        cmd.close_stdin()
+        assert cmd.wait().ok
+    assert out.read_bytes() == b"hello world"
+
+
+def test_restore_command_that_stops_reading_raises_stdin_closed() -> None:
+    with LocalRunner().start(["sh", "-c", "head -c 10 >/dev/null; exit 4"], Mode.RESTORE) as cmd:
+        with pytest.raises(StdinClosed, match="stopped reading"):
+            for _ in range(1000):
+                cmd.write(b"x" * 65536)
+        assert cmd.wait().code == 4
+
+
+def test_kill_stops_the_whole_process_group() -> None:
+    # The shell's child (sleep) holds stdout open; killing only the shell would hang the read.
+    with LocalRunner().start(["sh", "-c", "sleep 60 | cat; echo never"], Mode.BACKUP) as cmd:
+        threading.Timer(0.3, cmd.kill).start()
+        started = time.monotonic()
+        assert read_all(cmd) == b""
+        assert time.monotonic() - started < 30
+        assert cmd.wait().reason == "killed by signal SIGKILL"
+
+
+def test_missing_program() -> None:
+    with pytest.raises(SourceError, match="cannot start 'no-such-program-x'"):
+        LocalRunner().start(["no-such-program-x"], Mode.BACKUP)
+
+
+def test_empty_command() -> None:
+    with pytest.raises(SourceError, match="no command given"):
+        LocalRunner().start([], Mode.BACKUP)
