@@ -178,8 +178,7 @@ def _emit(summary: Summary, as_json: bool, outputs: Path | None) -> None:
 
 def _run(action: Callable[[], None]) -> NoReturn:
     """Run ``action``; turn every expected failure into one line and an exit code."""
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, _on_signal)
+    previous = {signum: signal.signal(signum, _on_signal) for signum in (signal.SIGTERM, signal.SIGINT)}
     try:
         action()
     except StreamerError as exc:
@@ -188,7 +187,23 @@ def _run(action: Callable[[], None]) -> NoReturn:
     except _Terminated as exc:
         click.echo(f"streamer: stopped by {exc}; nothing was stored", err=True)
         sys.exit(128 + exc.signum)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     sys.exit(0)
+
+
+def _configure_logging(level: int) -> None:
+    """Log to the current stderr through our own handler (replaced on every invocation)."""
+    logger = logging.getLogger("streamer")
+    for handler in [h for h in logger.handlers if getattr(h, "_streamer_cli", False)]:
+        logger.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-5s %(name)s: %(message)s"))
+    handler._streamer_cli = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -204,11 +219,10 @@ def main(verbose: bool, quiet: bool) -> None:
       streamer restore s3://backups/db.sql.gz -i key.txt -- psql -h db app
       streamer verify s3://backups/db.sql.gz -i key.txt
     """
-    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)-5s %(name)s: %(message)s", stream=sys.stderr
-    )
-    if not verbose:
+    _configure_logging(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+    if verbose:
+        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
+    else:
         for noisy in ("botocore", "boto3", "urllib3", "kubernetes", "websocket"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
 

@@ -23,11 +23,16 @@ def read_all(command) -> bytes:  # type: ignore[no-untyped-def]
 
 def test_backup_mode_reads_stdout_and_logs_stderr(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="streamer.command")
-    with LocalRunner().start(["sh", "-c", "echo out; echo err1 >&2; echo err2 >&2"], Mode.BACKUP) as cmd:
+    with LocalRunner().start(
+        ["sh", "-c", "echo out; echo err1 >&2; echo err2 >&2"], Mode.BACKUP
+    ) as cmd:
         assert read_all(cmd) == b"out\n"
         status = cmd.wait()
     assert status.ok
-    assert [r.getMessage() for r in caplog.records if r.name == "streamer.command"] == ["err1", "err2"]
+    assert [r.getMessage() for r in caplog.records if r.name == "streamer.command"] == [
+        "err1",
+        "err2",
+    ]
 
 
 def test_backup_mode_stdin_is_empty() -> None:
@@ -58,9 +63,13 @@ def test_restore_mode_writes_stdin_and_closes_it(tmp_path) -> None:  # type: ign
 
 def test_restore_command_that_stops_reading_raises_stdin_closed() -> None:
     with LocalRunner().start(["sh", "-c", "head -c 10 >/dev/null; exit 4"], Mode.RESTORE) as cmd:
-        with pytest.raises(StdinClosed, match="stopped reading"):
+
+        def write_forever() -> None:
             for _ in range(1000):
                 cmd.write(b"x" * 65536)
+
+        with pytest.raises(StdinClosed, match="stopped reading"):
+            write_forever()
         assert cmd.wait().code == 4
 
 

@@ -38,7 +38,9 @@ def test_go_layout_offsets() -> None:
 
 
 def test_variables_and_filters() -> None:
-    template = '{{ namespace }}/{{ schedule | upper }}/{{ run | replace "-" "_" }}-{{ now | date "2006" }}'
+    template = (
+        '{{ namespace }}/{{ schedule | upper }}/{{ run | replace "-" "_" }}-{{ now | date "2006" }}'
+    )
     variables = {"namespace": "prod", "schedule": "mysql-daily", "run": "mysql-daily-1"}
     assert render_path(template, variables, T) == "prod/MYSQL-DAILY/mysql_daily_1-2024"
 

@@ -40,7 +40,10 @@ def gunzip_bytes(data: bytes, step: int = 7919) -> bytes:
 def test_every_level_is_read_by_gzip_cli(level: int) -> None:
     gzip = require_tool("gzip")
     compressed = gzip_bytes(SAMPLE, level)
-    assert subprocess.run([gzip, "-d"], input=compressed, capture_output=True, check=True).stdout == SAMPLE
+    assert (
+        subprocess.run([gzip, "-d"], input=compressed, capture_output=True, check=True).stdout
+        == SAMPLE
+    )
     assert gunzip_bytes(compressed) == SAMPLE
 
 
@@ -209,7 +212,10 @@ def test_age_cli_reads_ours_and_we_read_age_cli(tmp_path: Path, age_key: AgeKey)
     age_cli = require_tool("age")
     ours = encrypt_bytes(SAMPLE, [age.parse_recipient(age_key.recipient)])
     plain = subprocess.run(
-        [age_cli, "-d", "-i", str(age_key.identity_file)], input=ours, capture_output=True, check=True
+        [age_cli, "-d", "-i", str(age_key.identity_file)],
+        input=ours,
+        capture_output=True,
+        check=True,
     ).stdout
     assert plain == SAMPLE
     theirs = subprocess.run(

@@ -1,0 +1,292 @@
+"""Benchmarks: the streamer side by side with the reference pipeline, in one run.
+
+    python bench/run.py            # ~1 GiB corpus; memory runs at 256 MiB and 4 GiB
+    python bench/run.py --quick    # small sizes: a smoke run (CI), no targets checked
+
+Both tools read the same generated SQL dump and talk to the same S3 server (moto, in its own
+process on 127.0.0.1). The reference is the shell pipeline a user would otherwise write:
+
+    backup:  cat corpus | gzip | age -r R | aws s3 cp - s3://bench/ref
+    restore: aws s3 cp s3://bench/ref - | age -d -i K | gzip -d > /dev/null
+
+Peak RSS is the largest resident set of the measured process tree (``ru_maxrss`` of the
+waited-for children). Results print as a table and go to ``bench/results/latest.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.corpus import chunks, parse_size  # noqa: E402
+
+BUCKET = "bench"
+TARGETS = {"backup_speedup": 5.0, "backup_size": 1.05, "restore_speedup": 3.0, "rss_mib": 128.0}
+
+
+@dataclass
+class Measure:
+    name: str
+    seconds: float
+    plaintext_bytes: int
+    peak_rss_mib: float
+    stored_bytes: int | None = None
+
+    @property
+    def mb_per_s(self) -> float:
+        return self.plaintext_bytes / 1e6 / self.seconds
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_measured(argv: list[str], env: dict[str, str], name: str, plaintext: int) -> Measure:
+    """Run ``argv`` to completion; wall time and the peak RSS of its process tree."""
+    started = time.monotonic()
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE)
+    out, _ = proc.communicate()
+    seconds = time.monotonic() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"{name} failed with exit code {proc.returncode}")
+    # RUSAGE_CHILDREN covers every waited-for descendant; measure each run in a fresh process
+    # so earlier runs do not count (see _isolated).
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    stored = json.loads(out).get("storedBytes") if out.strip().startswith(b"{") else None
+    return Measure(name, seconds, plaintext, peak, stored)
+
+
+def _isolated(args: list[str], env: dict[str, str]) -> Measure:
+    """Measure in a child interpreter, so ru_maxrss is this run's alone."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--measure-one", json.dumps(args)],
+        env=env,
+        stdout=subprocess.PIPE,
+        check=True,
+    ).stdout
+    return Measure(**json.loads(out))
+
+
+def _start_s3(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    port = int(env["AWS_ENDPOINT_URL_S3"].rsplit(":", 1)[1])
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    for _ in range(300):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    import boto3
+
+    boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL_S3"]).create_bucket(Bucket=BUCKET)
+    return server
+
+
+def _tools() -> dict[str, str]:
+    found = {}
+    for tool in ("gzip", "age", "aws"):
+        path = shutil.which(tool) or shutil.which(tool, path=str(Path(sys.executable).parent))
+        if path is None:
+            raise SystemExit(f"the reference pipeline needs '{tool}' on PATH")
+        found[tool] = path
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--size", default=None, help="corpus size for speed runs (default 1G)")
+    parser.add_argument("--measure-one", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure_one:
+        name, plaintext, *argv = json.loads(args.measure_one)
+        print(json.dumps(asdict(run_measured(argv, dict(os.environ), name, plaintext))))
+        return
+
+    size = parse_size(args.size or ("32M" if args.quick else "1G"))
+    memory_sizes = ["32M", "128M"] if args.quick else ["256M", "4G"]
+    tools = _tools()
+    workdir = Path(tempfile.mkdtemp(prefix="bench-"))
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench-secret",
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{_free_port()}",
+        "AWS_ENDPOINT_URL": "",
+        "PYTHONPATH": str(ROOT),
+    }
+    env["AWS_ENDPOINT_URL"] = env["AWS_ENDPOINT_URL_S3"]
+    server = _start_s3(env)
+    try:
+        results = _run_all(workdir, env, tools, size, memory_sizes)
+    finally:
+        server.terminate()
+        server.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+    _report(results, quick=args.quick)
+
+
+def _run_all(
+    workdir: Path, env: dict[str, str], tools: dict[str, str], size: int, memory_sizes: list[str]
+) -> dict[str, Measure]:
+    import pyrage
+
+    identity = pyrage.x25519.Identity.generate()
+    key = workdir / "key.txt"
+    key.write_text(f"{identity}\n")
+    recipient = str(identity.to_public())
+    corpus = workdir / "corpus.sql"
+    with corpus.open("wb") as f:
+        for chunk in chunks(size):
+            f.write(chunk)
+    streamer = [sys.executable, "-m", "streamer", "-q"]
+    s3 = f"s3://{BUCKET}"
+    results: dict[str, Measure] = {}
+    print(
+        f"corpus: {size / 1e6:.0f} MB SQL dump; S3: moto at {env['AWS_ENDPOINT_URL_S3']}",
+        flush=True,
+    )
+
+    results["backup_streamer"] = _isolated(
+        [
+            "streamer backup",
+            size,
+            *streamer,
+            "backup",
+            f"{s3}/streamer.sql",
+            "-r",
+            recipient,
+            "--json",
+            "--",
+            "cat",
+            str(corpus),
+        ],
+        env,
+    )
+    reference = (
+        f"cat {corpus} | {tools['gzip']} | {tools['age']} -r {recipient} | "
+        f"{tools['aws']} s3 cp --only-show-errors - {s3}/reference.sql.gz.age"
+    )
+    results["backup_reference"] = _isolated(
+        ["gzip | age | aws s3 cp", size, "sh", "-c", reference], env
+    )
+    import boto3
+
+    head = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL_S3"]).head_object(
+        Bucket=BUCKET, Key="reference.sql.gz.age"
+    )
+    results["backup_reference"].stored_bytes = int(head["ContentLength"])
+
+    results["restore_streamer"] = _isolated(
+        [
+            "streamer restore",
+            size,
+            *streamer,
+            "restore",
+            f"{s3}/streamer.sql",
+            "-i",
+            str(key),
+            "--",
+            "sh",
+            "-c",
+            "cat >/dev/null",
+        ],
+        env,
+    )
+    reference = (
+        f"{tools['aws']} s3 cp --only-show-errors {s3}/reference.sql.gz.age - | "
+        f"{tools['age']} -d -i {key} | {tools['gzip']} -d > /dev/null"
+    )
+    results["restore_reference"] = _isolated(
+        ["aws s3 cp | age -d | gzip -d", size, "sh", "-c", reference], env
+    )
+
+    for label in memory_sizes:
+        n = parse_size(label)
+        results[f"memory_{label}"] = _isolated(
+            [
+                f"streamer backup {label}",
+                n,
+                *streamer,
+                "backup",
+                f"{s3}/memory-{label}.sql",
+                "-r",
+                recipient,
+                "--json",
+                "--",
+                sys.executable,
+                "-m",
+                "bench.corpus",
+                label,
+            ],
+            env,
+        )
+    return results
+
+
+def _report(results: dict[str, Measure], *, quick: bool) -> None:
+    print()
+    print("| run | seconds | MB/s | stored MB | peak RSS MiB |")
+    print("|---|---|---|---|---|")
+    for m in results.values():
+        stored = f"{m.stored_bytes / 1e6:.1f}" if m.stored_bytes else "-"
+        print(
+            f"| {m.name} | {m.seconds:.2f} | {m.mb_per_s:.0f} | {stored} | {m.peak_rss_mib:.0f} |"
+        )
+    b_s, b_r = results["backup_streamer"], results["backup_reference"]
+    r_s, r_r = results["restore_streamer"], results["restore_reference"]
+    mem = [m for k, m in results.items() if k.startswith("memory_")]
+    ratios = {
+        "backup_speedup": b_s.mb_per_s / b_r.mb_per_s,
+        "backup_size": (b_s.stored_bytes or 0) / (b_r.stored_bytes or 1),
+        "restore_speedup": r_s.mb_per_s / r_r.mb_per_s,
+        "rss_mib": max(m.peak_rss_mib for m in mem),
+        "rss_growth": mem[-1].peak_rss_mib / mem[0].peak_rss_mib,
+    }
+    print()
+    print(
+        f"backup:  streamer {ratios['backup_speedup']:.2f}x the reference's throughput (target ≥ 5x)"
+    )
+    print(f"         output {ratios['backup_size']:.3f}x the reference's size (target ≤ 1.05x)")
+    print(
+        f"restore: streamer {ratios['restore_speedup']:.2f}x the reference's throughput (target ≥ 3x)"
+    )
+    print(
+        f"memory:  peak RSS {mem[0].peak_rss_mib:.0f} MiB ({mem[0].name}) vs {mem[-1].peak_rss_mib:.0f} MiB "
+        f"({mem[-1].name}): {ratios['rss_growth']:.2f}x (target ≤ 128 MiB, growth ≤ 1.10x)"
+    )
+    out = ROOT / "bench" / "results"
+    out.mkdir(exist_ok=True)
+    (out / ("quick.json" if quick else "latest.json")).write_text(
+        json.dumps({"ratios": ratios, "runs": {k: asdict(v) for k, v in results.items()}}, indent=2)
+    )
+    if quick:
+        print("(quick run: a smoke test on small sizes; targets apply to the full run)")
+
+
+if __name__ == "__main__":
+    main()
