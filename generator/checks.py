@@ -1,0 +1,288 @@
+"""Turn YAML documents into API objects and report every rule they break, with field paths.
+
+Pure functions: documents in, objects or :class:`~generator.errors.Problem` lists out. Structure
+(types, enums, bounds, unknown fields) is pydantic's job; this module adds the rules a schema
+cannot hold or holds only as CEL (:data:`generator.models` declares those for the CRDs), and the
+checks only the data plane can make: cron and time zone syntax, age recipients, and path
+templates (syntax and sandbox), using the streamer's own parsers so both agree.
+"""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from pydantic import ValidationError
+
+from generator.errors import InputError, Problem, ValidationFailed
+from generator.models import (
+    API_VERSION,
+    CRON_PATTERN,
+    KINDS,
+    STORAGE_PARAMETERS,
+    BackupRun,
+    BackupRunSpec,
+    BackupSchedule,
+    BackupStorage,
+    Object,
+)
+from generator.podtemplate import RESERVED_CONTAINER_NAMES
+from streamer.errors import ConfigError
+from streamer.pathtemplate import check_template
+from streamer.stages.age import parse_recipient
+
+__all__ = [
+    "MAX_RUN_NAME",
+    "MAX_SCHEDULE_NAME",
+    "check_cron",
+    "check_objects",
+    "check_run_spec",
+    "describe",
+    "has_template_syntax",
+    "parse_object",
+    "validate_documents",
+]
+
+_CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31),
+                ("month", 1, 12), ("day of week", 0, 6))  # fmt: skip
+_CRON_ITEM = re.compile(r"^(\*|\?|(\d+)(-(\d+))?)(/(\d+))?$")
+#: Argo appends a timestamp to a CronWorkflow's name; it refuses names longer than this.
+MAX_SCHEDULE_NAME = 52
+#: A run's restore Workflow is ``<run>-restore``, and Workflow names are label values (63).
+MAX_RUN_NAME = 63 - len("-restore")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_BOOLEAN_PARAMETERS = ("insecure", "s3ForcePathStyle")
+
+
+def describe(doc: Mapping[str, Any], origin: str = "") -> str:
+    """``Kind/name`` of a document, for messages, even when the document is broken."""
+    kind = doc.get("kind") or "?"
+    meta = doc.get("metadata")
+    name = meta.get("name") if isinstance(meta, Mapping) else None
+    label = f"{kind}/{name}" if name else f"{kind} (unnamed)"
+    return f"{origin}: {label}" if origin else label
+
+
+def _loc(loc: Sequence[int | str]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def _message(error: Mapping[str, Any]) -> str:
+    kind = error["type"]
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind == "string_pattern_mismatch":
+        if tuple(error["loc"]) == ("spec", "schedule"):
+            return check_cron(str(error["input"])) or str(error["msg"])
+        return f"{error['input']!r} does not match {error['ctx']['pattern']}"
+    text = str(error["msg"])
+    return text.removeprefix("Value error, ")
+
+
+def parse_object(doc: Mapping[str, Any], origin: str = "") -> Object:
+    """One document as its API model; :class:`ValidationFailed` lists every structural problem."""
+    obj = describe(doc, origin)
+    if doc.get("apiVersion") != API_VERSION:
+        raise InputError(f"{obj}: apiVersion must be {API_VERSION}, not {doc.get('apiVersion')!r}")
+    cls = KINDS.get(str(doc.get("kind")))
+    if cls is None:
+        raise InputError(f"{obj}: unknown kind; expected one of {', '.join(KINDS)}")
+    body = {k: v for k, v in doc.items() if k != "kind"}
+    try:
+        return cls.model_validate(body)
+    except ValidationError as exc:
+        problems = [Problem(obj, _loc(e["loc"]), _message(e)) for e in exc.errors()]
+        raise ValidationFailed(problems) from None
+
+
+def has_template_syntax(text: str) -> bool:
+    """Whether a path is a Jinja2 template rather than a literal key."""
+    return any(mark in text for mark in ("{{", "{%", "{#"))
+
+
+def check_cron(text: str) -> str | None:
+    """Why ``text`` is not a schedule Argo runs, or None."""
+    if not re.match(CRON_PATTERN, text):
+        return (
+            f"{text!r} is not a cron schedule: expected 5 fields (minute hour day-of-month "
+            'month day-of-week, numbers only, e.g. "0 0 * * *") or @hourly, @daily, @weekly, '
+            "@monthly, @yearly, @every <duration>"
+        )
+    if text.startswith("@"):
+        return None
+    for value, (field, low, high) in zip(text.split(), _CRON_FIELDS, strict=True):
+        for item in value.split(","):
+            match = _CRON_ITEM.match(item)
+            if match is None:
+                return f"{text!r}: {field} {item!r} is not *, N, N-M or one of those /STEP"
+            numbers = [int(n) for n in (match.group(2), match.group(4)) if n is not None]
+            if any(not low <= n <= high for n in numbers):
+                return f"{text!r}: {field} {item!r} is out of range {low}-{high}"
+            if len(numbers) == 2 and numbers[0] > numbers[1]:
+                return f"{text!r}: {field} range {item!r} runs backwards"
+            if match.group(6) is not None and int(match.group(6)) == 0:
+                return f"{text!r}: {field} step in {item!r} must be at least 1"
+    return None
+
+
+def _check_timezone(name: str) -> str | None:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return f"{name!r} is not an IANA time zone (e.g. UTC, Europe/Berlin, America/New_York)"
+    return None
+
+
+def _check_storage(storage: BackupStorage) -> Iterable[tuple[str, str]]:
+    params = storage.spec.parameters
+    if "bucket" not in params:
+        yield "spec.parameters.bucket", "required: the bucket backups are written to"
+    elif not _BUCKET.match(params["bucket"]):
+        yield "spec.parameters.bucket", f"{params['bucket']!r} is not a valid S3 bucket name"
+    for key in sorted(set(params) - set(STORAGE_PARAMETERS)):
+        yield f"spec.parameters.{key}", "unknown parameter; known: " + ", ".join(STORAGE_PARAMETERS)
+    for key in _BOOLEAN_PARAMETERS:
+        if key in params and params[key] not in ("true", "false"):
+            yield f"spec.parameters.{key}", f"must be 'true' or 'false', not {params[key]!r}"
+    endpoint = params.get("endpoint")
+    if endpoint is not None and not re.match(r"^https?://[^/\s]+(/\S*)?$", endpoint):
+        yield "spec.parameters.endpoint", f"{endpoint!r} is not an http:// or https:// URL"
+
+
+def _strings(value: Any, path: str) -> Iterable[tuple[str, str]]:
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _strings(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _strings(item, f"{path}[{i}]")
+
+
+def check_run_spec(spec: BackupRunSpec, prefix: str) -> Iterable[tuple[str, str]]:
+    """The rules of one BackupRun spec (also a schedule's template); (path, message) pairs."""
+    pod = spec.template.spec
+    names = [c.name for c in pod.containers]
+    if spec.backup is None and spec.restore is None:
+        yield prefix, "a run needs backup or restore (or both)"
+    for action_name, action in (("backup", spec.backup), ("restore", spec.restore)):
+        if action is not None and action.container not in names:
+            yield (
+                f"{prefix}.{action_name}.container",
+                f"{action.container!r} is not a container of the template; "
+                f"containers: {', '.join(names)}",
+            )
+    if spec.encryption is not None:
+        if spec.restore is not None and spec.encryption.decryption_key is None:
+            yield (
+                f"{prefix}.encryption.decryptionKey",
+                "required: an encrypted run with restore needs the Secret key holding the "
+                "age identity",
+            )
+        for i, recipient in enumerate(spec.encryption.recipients):
+            try:
+                parse_recipient(recipient)
+            except ConfigError as exc:
+                yield f"{prefix}.encryption.recipients[{i}]", str(exc)
+    for i, container in enumerate(pod.containers):
+        where = f"{prefix}.template.spec.containers[{i}]"
+        if not container.command:
+            yield (
+                f"{where}.command",
+                f"container {container.name!r} has no command; every container of the template "
+                'runs beside the streamer and must keep running: add e.g. command: ["sleep", "1d"]',
+            )
+        if container.name in RESERVED_CONTAINER_NAMES:
+            yield f"{where}.name", f"{container.name!r} is reserved by Argo; rename the container"
+        if container.name in names[:i]:
+            yield f"{where}.name", f"duplicate container name {container.name!r}"
+    try:
+        check_template(spec.storage.path)
+    except ConfigError as exc:
+        yield f"{prefix}.storage.path", str(exc)
+    if spec.backup is None and has_template_syntax(spec.storage.path):
+        yield (
+            f"{prefix}.storage.path",
+            "a restore-only run restores one existing object: give its key, not a template",
+        )
+    dumped = spec.model_dump(by_alias=True, exclude_none=True, exclude={"storage"})
+    for path, text in _strings(dumped, prefix):
+        if "{{" in text:
+            yield path, "contains '{{', which Argo Workflows would try to resolve as a variable"
+
+
+def check_objects(objects: Sequence[tuple[str, Object]]) -> list[Problem]:
+    """Every rule broken by a set of objects (storages are resolved among them)."""
+    storages = {o.metadata.name: o for _, o in objects if isinstance(o, BackupStorage)}
+    problems: list[Problem] = []
+    for origin, obj in objects:
+        label = f"{obj.kind}/{obj.metadata.name}"
+        label = f"{origin}: {label}" if origin else label
+        found: list[tuple[str, str]] = []
+        spec: BackupRunSpec | None = None
+        prefix = "spec"
+        if isinstance(obj, BackupStorage):
+            found.extend(_check_storage(obj))
+        elif isinstance(obj, BackupSchedule):
+            spec, prefix = obj.spec.template.spec, "spec.template.spec"
+            if len(obj.metadata.name) > MAX_SCHEDULE_NAME:
+                found.append(("metadata.name", f"at most {MAX_SCHEDULE_NAME} characters (Argo)"))
+            if spec.backup is None:
+                found.append((prefix, "a schedule's template needs a backup action"))
+            reason = check_cron(obj.spec.schedule)
+            if reason:
+                found.append(("spec.schedule", reason))
+            if obj.spec.time_zone is not None:
+                reason = _check_timezone(obj.spec.time_zone)
+                if reason:
+                    found.append(("spec.timeZone", reason))
+        elif isinstance(obj, BackupRun):
+            spec = obj.spec
+            if len(obj.metadata.name) > MAX_RUN_NAME:
+                found.append(("metadata.name", f"at most {MAX_RUN_NAME} characters"))
+        if spec is not None:
+            found.extend(check_run_spec(spec, prefix))
+            if spec.storage.name not in storages:
+                known = ", ".join(sorted(storages)) or "none"
+                found.append(
+                    (
+                        f"{prefix}.storage.name",
+                        f"BackupStorage {spec.storage.name!r} is not in the input; "
+                        f"storages: {known}",
+                    )
+                )
+        problems.extend(Problem(label, path, message) for path, message in found)
+    return problems
+
+
+def validate_documents(docs: Iterable[tuple[str, Mapping[str, Any]]]) -> list[tuple[str, Object]]:
+    """Parse and check documents (origin, mapping); raise with every problem of every one."""
+    objects: list[tuple[str, Object]] = []
+    problems: list[Problem] = []
+    names: set[tuple[str, str | None, str]] = set()
+    for origin, doc in docs:
+        try:
+            obj = parse_object(doc, origin)
+        except ValidationFailed as exc:
+            problems.extend(exc.problems)
+            continue
+        key = (obj.kind, obj.metadata.namespace, obj.metadata.name)
+        if key in names:
+            problems.append(Problem(describe(doc, origin), "metadata.name", "defined twice"))
+        names.add(key)
+        objects.append((origin, obj))
+    problems.extend(check_objects(objects))
+    if problems:
+        raise ValidationFailed(problems)
+    return objects

@@ -1,0 +1,375 @@
+"""The API users write: BackupStorage, BackupSchedule and BackupRun, as typed pydantic models.
+
+These models are the single source of truth for the API: the CRDs in ``crds/`` are generated
+from them (:mod:`generator.crds`), including the CEL rules (``x-kubernetes-validations``) that
+the API server enforces. The same rules are checked in Python by :mod:`generator.checks`, with
+field paths, so ``backup-gen validate`` reports what ``kubectl apply`` would refuse, and more
+(cron syntax, time zones, age recipients, path templates) that a schema cannot express.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from generator.podtemplate import DNS_LABEL, MAX_CONTAINERS, PodTemplate
+from streamer.stages.gzip import MAX_LEVEL, MIN_LEVEL
+
+__all__ = [
+    "ANNOTATION_KEEP",
+    "ANNOTATION_RESTORE",
+    "ANNOTATION_RESTORED_AT",
+    "ANNOTATION_TRIGGER",
+    "API_VERSION",
+    "CRON_PATTERN",
+    "DEFAULT_ACCESS_KEY",
+    "DEFAULT_SECRET_KEY",
+    "GROUP",
+    "KINDS",
+    "LABEL_RUN",
+    "LABEL_SCHEDULE",
+    "LABEL_STORAGE",
+    "STORAGE_PARAMETERS",
+    "VERSION",
+    "Action",
+    "BackupRun",
+    "BackupRunSpec",
+    "BackupRunStatus",
+    "BackupSchedule",
+    "BackupScheduleSpec",
+    "BackupScheduleStatus",
+    "BackupStorage",
+    "BackupStorageSpec",
+    "BackupStorageStatus",
+    "Compression",
+    "Condition",
+    "Encryption",
+    "Metadata",
+    "Object",
+    "ObjectMeta",
+    "RunTemplate",
+    "SecretKeyRef",
+    "SecretRef",
+    "StorageRef",
+]
+
+GROUP = "backup-operator.io"
+VERSION = "v1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+LABEL_SCHEDULE = f"{GROUP}/schedule"
+LABEL_RUN = f"{GROUP}/run"
+LABEL_STORAGE = f"{GROUP}/storage"
+ANNOTATION_TRIGGER = f"{GROUP}/trigger"
+ANNOTATION_RESTORE = f"{GROUP}/restore"
+ANNOTATION_RESTORED_AT = f"{GROUP}/restored-at"
+ANNOTATION_KEEP = f"{GROUP}/keep"
+
+#: BackupStorage parameters of ``type: s3`` and what each one means.
+STORAGE_PARAMETERS: dict[str, str] = {
+    "bucket": "the bucket backups are written to (required)",
+    "endpoint": "S3 endpoint URL, e.g. http://minio.minio.svc:9000 (default: AWS)",
+    "region": "the bucket's region",
+    "insecure": "'true' skips TLS certificate verification",
+    "s3ForcePathStyle": "'true' addresses the bucket as a path (MinIO and most non-AWS S3)",
+    "accessKey": "key of the credentials Secret holding the access key id",
+    "secretKey": "key of the credentials Secret holding the secret access key",
+}
+DEFAULT_ACCESS_KEY = "AWS_ACCESS_KEY_ID"
+DEFAULT_SECRET_KEY = "AWS_SECRET_ACCESS_KEY"  # noqa: S105 -- a key name, not a secret
+
+#: What Argo's CronWorkflow schema accepts (robfig/cron with descriptors); the ranges of each
+#: field are checked by :func:`generator.checks.check_cron`.
+CRON_PATTERN = (
+    r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)"
+    r"|@every\s+([0-9]+(ns|us|µs|ms|s|m|h))+"
+    r"|([0-9*,/?-]+\s+){4}[0-9*,/?-]+)$"
+)
+
+_DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+Name = Annotated[str, Field(min_length=1, max_length=253, pattern=_DNS_SUBDOMAIN)]
+ContainerName = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL)]
+
+
+def _cel(*rules: tuple[str, str]) -> dict[str, Any]:
+    """The ``x-kubernetes-validations`` of a model: (CEL rule, message) pairs."""
+    return {"x-kubernetes-validations": [{"rule": r, "message": m} for r, m in rules]}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+# --- shared pieces -------------------------------------------------------------------------
+
+
+class ObjectMeta(_Model):
+    """The part of ``metadata`` the generator reads; the API server owns the rest."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: Name
+    namespace: Name | None = None
+    labels: dict[str, str] | None = None
+    annotations: dict[str, str] | None = None
+
+
+class Metadata(_Model):
+    """Labels and annotations given to generated objects."""
+
+    labels: dict[str, str] | None = None
+    annotations: dict[str, str] | None = None
+
+
+class Condition(_Model):
+    """A standard Kubernetes condition."""
+
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str | None = None
+    message: str | None = None
+    last_transition_time: datetime | None = None
+    observed_generation: Annotated[int, Field(ge=0)] | None = None
+
+
+class SecretRef(_Model):
+    """A Secret by name and namespace."""
+
+    name: Name
+    namespace: Name
+
+
+class SecretKeyRef(_Model):
+    """One key of a Secret in the run's namespace."""
+
+    name: Name
+    key: Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")]
+
+
+class Object(_Model):
+    """Fields every kind has."""
+
+    kind: ClassVar[str]
+    api_version: Literal["backup-operator.io/v1"] = "backup-operator.io/v1"
+    metadata: ObjectMeta
+
+
+# --- BackupStorage -------------------------------------------------------------------------
+
+
+class BackupStorageSpec(_Model):
+    """Where backups are stored, and the Secret that opens it."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            ("'bucket' in self.parameters", "parameters.bucket is required"),
+            (
+                "self.parameters.all(k, k in "
+                + "["
+                + ", ".join(f"'{k}'" for k in STORAGE_PARAMETERS)
+                + "])",
+                "unknown parameter; known: " + ", ".join(STORAGE_PARAMETERS),
+            ),
+        )
+    )
+
+    type: Literal["s3"] = Field(description="Storage type; only s3 (any S3-compatible service).")
+    parameters: dict[str, str] = Field(
+        description="Storage settings: "
+        + "; ".join(f"{k}: {v}" for k, v in STORAGE_PARAMETERS.items())
+    )
+    credentials: SecretRef = Field(
+        description="The Secret holding the access and secret keys. Runs read it as "
+        "secretKeyRef env, so a Secret of this name must exist in each run's namespace."
+    )
+
+
+class BackupStorageStatus(_Model):
+    conditions: list[Condition] | None = Field(
+        default=None, description="Ready: the bucket is reachable with the credentials."
+    )
+    runs: Annotated[int, Field(ge=0)] | None = Field(
+        default=None, description="Number of runs stored here."
+    )
+    size_in_bytes: Annotated[int, Field(ge=0)] | None = Field(
+        default=None, description="Total stored bytes of those runs."
+    )
+    size: str | None = Field(default=None, description="sizeInBytes, human readable.")
+
+
+class BackupStorage(Object):
+    """An S3 bucket that backups are written to (cluster-scoped)."""
+
+    kind: ClassVar[str] = "BackupStorage"
+    spec: BackupStorageSpec
+    status: BackupStorageStatus | None = None
+
+
+# --- BackupRun -----------------------------------------------------------------------------
+
+
+class Action(_Model):
+    """A command the streamer runs inside one container of the run's Pod."""
+
+    container: ContainerName = Field(
+        description="The container of the Pod template the command runs in."
+    )
+    command: Annotated[list[str], Field(min_length=1)] = Field(
+        description="The command. Backup: writes the data to stdout. Restore: reads it on stdin."
+    )
+    args: list[str] | None = Field(default=None, description="Arguments of the command.")
+    deadline_seconds: Annotated[int, Field(ge=1)] | None = Field(
+        default=None, description="Fail the action if it has not finished after this long."
+    )
+
+
+class StorageRef(_Model):
+    name: Name = Field(description="The BackupStorage to use.")
+    path: Annotated[str, Field(min_length=1, max_length=1024)] = Field(
+        description="The object key, a Jinja2 template rendered when the backup starts "
+        'with now, namespace, run, schedule and workflow, e.g. db-{{ now | date "2006.01.02" }}.sql'
+    )
+
+
+class Compression(_Model):
+    algorithm: Literal["gzip"] = Field(default="gzip", description="Only gzip.")
+    level: Annotated[int, Field(ge=MIN_LEVEL, le=MAX_LEVEL)] = Field(
+        default=-1,
+        description=f"gzip level {MIN_LEVEL}..{MAX_LEVEL}; -1 is the default level, "
+        "below it the fastest (ISA-L) levels.",
+    )
+
+
+class Encryption(_Model):
+    recipients: Annotated[list[str], Field(min_length=1, max_length=64)] = Field(
+        description="age recipients: age1…, ssh-ed25519 … or ssh-rsa … public keys."
+    )
+    decryption_key: SecretKeyRef | None = Field(
+        default=None,
+        description="The Secret key holding the age identity; needed to restore. "
+        "It is mounted into restore steps only.",
+    )
+
+
+_RUN_RULES = (
+    ("has(self.backup) || has(self.restore)", "a run needs backup or restore (or both)"),
+    (
+        "!has(self.backup) || "
+        "self.template.spec.containers.exists(c, c.name == self.backup.container)",
+        "backup.container must be one of template.spec.containers",
+    ),
+    (
+        "!has(self.restore) || "
+        "self.template.spec.containers.exists(c, c.name == self.restore.container)",
+        "restore.container must be one of template.spec.containers",
+    ),
+    (
+        "!has(self.encryption) || !has(self.restore) || has(self.encryption.decryptionKey)",
+        "an encrypted run with restore needs encryption.decryptionKey",
+    ),
+)
+
+
+class BackupRunSpec(_Model):
+    """One backup, and how to restore it."""
+
+    model_config = ConfigDict(json_schema_extra=_cel(*_RUN_RULES))
+
+    retain_policy: Literal["Retain", "Delete"] = Field(
+        default="Retain", description="Delete: the stored object is deleted with the run."
+    )
+    backup: Action | None = Field(default=None, description="How to produce the data.")
+    restore: Action | None = Field(default=None, description="How to load the data back.")
+    storage: StorageRef
+    compression: Compression | None = Field(
+        default=None, description="Compress with gzip; absent: store uncompressed."
+    )
+    encryption: Encryption | None = Field(
+        default=None, description="Encrypt with age; absent: store unencrypted."
+    )
+    template: PodTemplate = Field(description="The Pod the commands run in.")
+
+
+class BackupRunStatus(_Model):
+    phase: Literal["Pending", "Running", "Succeeded", "Failed", "Error"] | None = None
+    conditions: list[Condition] | None = Field(
+        default=None,
+        description="InProgress, Successful, Failed, Restorable, Encrypted, Compressed.",
+    )
+    path: str | None = Field(default=None, description="The object key the backup was written to.")
+    url: str | None = None
+    size: str | None = Field(default=None, description="Stored size, human readable.")
+    size_in_bytes: Annotated[int, Field(ge=0)] | None = None
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+    workflow: str | None = Field(default=None, description="The Argo Workflow of the backup.")
+    start_time: datetime | None = None
+    completion_time: datetime | None = None
+    restored_at: datetime | None = None
+
+
+class BackupRun(Object):
+    """One backup (and/or restore) run, executed as an Argo Workflow."""
+
+    kind: ClassVar[str] = "BackupRun"
+    spec: BackupRunSpec
+    status: BackupRunStatus | None = None
+
+
+# --- BackupSchedule ------------------------------------------------------------------------
+
+
+class RunTemplate(_Model):
+    metadata: Metadata | None = Field(default=None, description="Labels and annotations of runs.")
+    spec: BackupRunSpec
+
+
+class BackupScheduleSpec(_Model):
+    """Runs on a cron schedule, with history limits."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            ("has(self.template.spec.backup)", "a schedule's template needs a backup action"),
+        )
+    )
+
+    schedule: Annotated[str, Field(min_length=1, max_length=256, pattern=CRON_PATTERN)] = Field(
+        description='Cron schedule, e.g. "0 0 * * *" or @daily.'
+    )
+    time_zone: str | None = Field(
+        default=None, description="IANA time zone of the schedule, e.g. Europe/Berlin."
+    )
+    starting_deadline_seconds: Annotated[int, Field(ge=0)] | None = None
+    concurrency_policy: Literal["Allow", "Forbid", "Replace"] = "Replace"
+    suspend: bool = False
+    successful_runs_history_limit: Annotated[int, Field(ge=0)] = 3
+    failed_runs_history_limit: Annotated[int, Field(ge=0)] = 1
+    template: RunTemplate
+
+
+class BackupScheduleStatus(_Model):
+    conditions: list[Condition] | None = None
+    active: Annotated[list[str], Field(max_length=MAX_CONTAINERS)] | None = Field(
+        default=None, description="Runs in progress."
+    )
+    last_schedule_time: datetime | None = None
+    last_successful_time: datetime | None = None
+    successful_runs: Annotated[int, Field(ge=0)] | None = None
+    failed_runs: Annotated[int, Field(ge=0)] | None = None
+
+
+class BackupSchedule(Object):
+    """Backups on a cron schedule: an Argo CronWorkflow plus a restore WorkflowTemplate."""
+
+    kind: ClassVar[str] = "BackupSchedule"
+    spec: BackupScheduleSpec
+    status: BackupScheduleStatus | None = None
+
+
+KINDS: dict[str, type[Object]] = {
+    cls.kind: cls for cls in (BackupStorage, BackupSchedule, BackupRun)
+}

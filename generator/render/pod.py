@@ -1,0 +1,309 @@
+"""The run's Pod as one Argo template: the streamer as ``main``, the user's containers around it.
+
+One Pod per run (SEED.md): ``main`` runs ``streamer backup|restore … --pod $(POD_NAME)
+--container C -- COMMAND``, which execs into container ``C``; every container of the user's
+Pod template becomes an Argo sidecar, and pod-level settings are carried over to the Argo field
+that holds them, or to ``podSpecPatch`` when Argo has none. Secrets reach the streamer only as
+``secretKeyRef`` env and (for restore) a mounted Secret file; no value is ever copied.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from hera.workflows import models as m
+
+from generator.models import (
+    DEFAULT_ACCESS_KEY,
+    DEFAULT_SECRET_KEY,
+    Action,
+    BackupRunSpec,
+    BackupStorage,
+)
+from generator.podtemplate import PodSpec
+
+__all__ = [
+    "DEADLINE_MARGIN_SECONDS",
+    "IDENTITY_DIR",
+    "IDENTITY_FILE",
+    "IDENTITY_VOLUME",
+    "OUTPUTS_DIR",
+    "OUTPUTS_VOLUME",
+    "OUTPUT_PARAMETERS",
+    "SIDECAR_GRACE_SECONDS",
+    "ActionKind",
+    "PodContext",
+    "action_template",
+    "bucket_url",
+    "k8s_literal",
+    "workflow_pod_fields",
+]
+
+ActionKind = Literal["backup", "restore"]
+
+#: The streamer writes one file per output value here (the root filesystem is read-only).
+OUTPUTS_DIR = "/var/run/backup-operator/outputs"
+OUTPUTS_VOLUME = "backup-operator-outputs"
+#: The age identity of a restore, mounted from the decryptionKey Secret.
+IDENTITY_DIR = "/var/run/backup-operator/age"
+IDENTITY_FILE = "identity"
+IDENTITY_VOLUME = "backup-operator-age-identity"
+#: Output parameters of a backup (files the streamer writes under ``--outputs``).
+OUTPUT_PARAMETERS = ("path", "url", "size", "sizeInBytes", "sha256")
+#: Argo's deadline is a backstop behind the streamer's own ``--deadline``, which stops the
+#: command and aborts the upload cleanly; this margin lets the streamer act first.
+DEADLINE_MARGIN_SECONDS = 60
+#: Sidecars such as ``sleep 1d`` ignore SIGTERM; a short grace period ends the Pod promptly.
+SIDECAR_GRACE_SECONDS = 5
+
+#: PodSpec fields Argo's template has no field for; they travel in ``podSpecPatch``.
+_PATCHED_FIELDS = (
+    "activeDeadlineSeconds",
+    "enableServiceLinks",
+    "hostIPC",
+    "hostPID",
+    "hostname",
+    "nodeName",
+    "preemptionPolicy",
+    "priority",
+    "runtimeClassName",
+    "shareProcessNamespace",
+    "subdomain",
+    "terminationGracePeriodSeconds",
+)
+
+
+@dataclass(frozen=True)
+class PodContext:
+    """What one action's template needs besides the run spec."""
+
+    image: str
+    storage: BackupStorage
+    #: Labels of the Pod and of the metrics (schedule or run, and storage).
+    labels: Mapping[str, str]
+    metric_labels: Mapping[str, str]
+    #: Template variables for the path (``--var``); values may be Argo variables.
+    variables: Mapping[str, str]
+    #: Restore only: the object key, usually an Argo parameter reference.
+    source_path: str = ""
+
+
+def k8s_literal(text: str) -> str:
+    """Escape ``$(`` and ``$$`` so Kubernetes passes a container argument through unchanged."""
+    return re.sub(r"\$(?=[$(])", "$$", text)
+
+
+def bucket_url(storage: BackupStorage, key: str = "") -> str:
+    return f"s3://{storage.spec.parameters['bucket']}/{key}"
+
+
+def _storage_args(storage: BackupStorage) -> list[str]:
+    params = storage.spec.parameters
+    args: list[str] = []
+    if "endpoint" in params:
+        args += ["--endpoint-url", params["endpoint"]]
+    if "region" in params:
+        args += ["--region", params["region"]]
+    if params.get("s3ForcePathStyle") == "true":
+        args.append("--path-style")
+    if params.get("insecure") == "true":
+        args.append("--insecure")
+    return args
+
+
+def _env(storage: BackupStorage) -> list[m.EnvVar]:
+    params = storage.spec.parameters
+    secret = storage.spec.credentials.name
+
+    def field(name: str, path: str) -> m.EnvVar:
+        return m.EnvVar(
+            name=name, value_from=m.EnvVarSource(field_ref=m.ObjectFieldSelector(field_path=path))
+        )
+
+    def secret_key(name: str, key: str) -> m.EnvVar:
+        return m.EnvVar(
+            name=name,
+            value_from=m.EnvVarSource(secret_key_ref=m.SecretKeySelector(name=secret, key=key)),
+        )
+
+    return [
+        field("POD_NAME", "metadata.name"),
+        field("POD_NAMESPACE", "metadata.namespace"),
+        secret_key("AWS_ACCESS_KEY_ID", params.get("accessKey", DEFAULT_ACCESS_KEY)),
+        secret_key("AWS_SECRET_ACCESS_KEY", params.get("secretKey", DEFAULT_SECRET_KEY)),
+    ]
+
+
+def _path_template(path: str) -> str:
+    """Argo resolves ``{{…}}`` in container args itself and rejects tags it does not know."""
+    if "{{" in path:
+        return "base64:" + base64.b64encode(path.encode()).decode()
+    return path
+
+
+def _streamer_args(
+    kind: ActionKind, spec: BackupRunSpec, action: Action, ctx: PodContext
+) -> list[str]:
+    if kind == "backup":
+        args = [kind, bucket_url(ctx.storage)]
+    else:
+        args = [kind, bucket_url(ctx.storage, ctx.source_path)]
+    args += ["--pod", "$(POD_NAME)", "--namespace", "$(POD_NAMESPACE)"]
+    args += ["--container", action.container]
+    args += _storage_args(ctx.storage)
+    if kind == "backup":
+        if spec.compression is None:
+            args += ["--compression", "none"]
+        else:
+            args += ["--compression", spec.compression.algorithm]
+            args += ["--level", str(spec.compression.level)]
+        for recipient in spec.encryption.recipients if spec.encryption else ():
+            args += ["--recipient", recipient]
+        args += ["--path-template", _path_template(spec.storage.path)]
+        for name, value in sorted(ctx.variables.items()):
+            args += ["--var", f"{name}={value}"]
+        args += ["--outputs", OUTPUTS_DIR]
+    elif spec.encryption is not None and spec.encryption.decryption_key is not None:
+        args += ["--identity", f"{IDENTITY_DIR}/{IDENTITY_FILE}"]
+    if action.deadline_seconds is not None:
+        args += ["--deadline", str(action.deadline_seconds)]
+    args.append("--")
+    args += [k8s_literal(a) for a in [*action.command, *(action.args or [])]]
+    return args
+
+
+def _main(kind: ActionKind, spec: BackupRunSpec, action: Action, ctx: PodContext) -> m.Container:
+    mounts: list[m.VolumeMount] = []
+    if kind == "backup":
+        mounts.append(m.VolumeMount(name=OUTPUTS_VOLUME, mount_path=OUTPUTS_DIR))
+    elif spec.encryption and spec.encryption.decryption_key:
+        mounts.append(m.VolumeMount(name=IDENTITY_VOLUME, mount_path=IDENTITY_DIR, read_only=True))
+    return m.Container(
+        name="main",
+        image=ctx.image,
+        args=_streamer_args(kind, spec, action, ctx),
+        env=_env(ctx.storage),
+        volume_mounts=mounts or None,
+        security_context=m.SecurityContext(
+            read_only_root_filesystem=True,
+            run_as_non_root=True,
+            allow_privilege_escalation=False,
+            capabilities=m.Capabilities(drop=["ALL"]),
+        ),
+    )
+
+
+def _metrics(kind: ActionKind, ctx: PodContext) -> m.Metrics:
+    labels = [m.MetricLabel(key=k, value=v) for k, v in sorted(ctx.metric_labels.items())]
+    metrics = [
+        m.Prometheus(
+            name=f"backup_operator_{kind}_duration_seconds",
+            help=f"Duration of the last {kind}, in seconds",
+            labels=labels,
+            gauge=m.Gauge(realtime=False, value="{{duration}}"),
+        ),
+        m.Prometheus(
+            name=f"backup_operator_{kind}_total",
+            help=f"Finished {kind}s, by status",
+            labels=[*labels, m.MetricLabel(key="status", value="{{status}}")],
+            counter=m.Counter(value="1"),
+        ),
+    ]
+    if kind == "backup":
+        metrics.append(
+            m.Prometheus(
+                name="backup_operator_backup_size_bytes",
+                help="Stored size of the last successful backup, in bytes",
+                labels=labels,
+                when="{{status}} == Succeeded",
+                gauge=m.Gauge(realtime=False, value="{{outputs.parameters.sizeInBytes}}"),
+            )
+        )
+    return m.Metrics(prometheus=metrics)
+
+
+def _user_container(container: Any) -> m.UserContainer:
+    return m.UserContainer.model_validate(container.model_dump(by_alias=True, exclude_none=True))
+
+
+def _pod_patch(pod: PodSpec) -> str:
+    raw = pod.model_dump(by_alias=True, exclude_none=True, mode="json")
+    patch = {k: raw[k] for k in _PATCHED_FIELDS if k in raw}
+    patch.setdefault("terminationGracePeriodSeconds", SIDECAR_GRACE_SECONDS)
+    return json.dumps(patch, sort_keys=True, separators=(",", ":"))
+
+
+def action_template(kind: ActionKind, spec: BackupRunSpec, ctx: PodContext) -> m.Template:
+    """The Argo template that runs one action of a run in its own Pod."""
+    action = spec.backup if kind == "backup" else spec.restore
+    if action is None:
+        raise ValueError(f"the run has no {kind} action")  # callers check; a bug otherwise
+    pod = spec.template.spec
+    meta = spec.template.metadata
+    outputs = None
+    if kind == "backup":
+        outputs = m.Outputs(
+            parameters=[
+                m.Parameter(
+                    name=name, value_from=m.ValueFrom(path=f"{OUTPUTS_DIR}/{name}", default="")
+                )
+                for name in OUTPUT_PARAMETERS
+            ]
+        )
+    return m.Template(
+        name=kind,
+        metadata=m.Metadata(
+            labels={**((meta.labels if meta else None) or {}), **ctx.labels},
+            annotations=(meta.annotations if meta else None) or None,
+        ),
+        active_deadline_seconds=(
+            m.IntOrString(action.deadline_seconds + DEADLINE_MARGIN_SECONDS)
+            if action.deadline_seconds
+            else None
+        ),
+        container=_main(kind, spec, action, ctx),
+        sidecars=[_user_container(c) for c in pod.containers],
+        init_containers=[_user_container(c) for c in pod.init_containers or ()] or None,
+        outputs=outputs,
+        metrics=_metrics(kind, ctx),
+        node_selector=pod.node_selector,
+        tolerations=pod.tolerations,
+        affinity=pod.affinity,
+        security_context=pod.security_context,
+        service_account_name=pod.service_account_name,
+        automount_service_account_token=pod.automount_service_account_token,
+        priority_class_name=pod.priority_class_name,
+        scheduler_name=pod.scheduler_name,
+        host_aliases=pod.host_aliases,
+        pod_spec_patch=_pod_patch(pod),
+    )
+
+
+def workflow_pod_fields(kind: ActionKind, spec: BackupRunSpec) -> dict[str, Any]:
+    """WorkflowSpec fields that come from the Pod template (volumes, pull secrets, DNS)."""
+    pod = spec.template.spec
+    volumes: list[m.Volume] = list(pod.volumes or [])
+    if kind == "backup":
+        volumes.append(m.Volume(name=OUTPUTS_VOLUME, empty_dir=m.EmptyDirVolumeSource()))
+    elif spec.encryption and spec.encryption.decryption_key:
+        ref = spec.encryption.decryption_key
+        volumes.append(
+            m.Volume(
+                name=IDENTITY_VOLUME,
+                secret=m.SecretVolumeSource(
+                    secret_name=ref.name, items=[m.KeyToPath(key=ref.key, path=IDENTITY_FILE)]
+                ),
+            )
+        )
+    return {
+        "volumes": volumes or None,
+        "image_pull_secrets": pod.image_pull_secrets,
+        "dns_policy": pod.dns_policy,
+        "dns_config": pod.dns_config,
+        "host_network": pod.host_network,
+    }

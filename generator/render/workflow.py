@@ -1,0 +1,299 @@
+"""The Argo objects of each API object: pure functions from models to hera models.
+
+- BackupSchedule → ``CronWorkflow`` (same name) running the backup, and, when the template has a
+  restore action, a ``WorkflowTemplate`` ``<schedule>-restore`` with a required ``path``
+  parameter: ``argo submit --from workflowtemplate/<schedule>-restore -p path=KEY``.
+- BackupRun → ``Workflow`` (same name) running the backup, and ``<run>-restore`` restoring the
+  run's object when asked (``restore=True``, the ``backup-operator.io/restore`` annotation, or a
+  run that has only a restore action).
+
+Everything here is deterministic: the same objects give the same hera models, field for field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from hera.workflows import models as m
+
+from generator.errors import Problem, ValidationFailed
+from generator.models import (
+    ANNOTATION_RESTORE,
+    LABEL_RUN,
+    LABEL_SCHEDULE,
+    LABEL_STORAGE,
+    Action,
+    BackupRun,
+    BackupRunSpec,
+    BackupSchedule,
+    BackupStorage,
+    Object,
+)
+from generator.render.pod import ActionKind, PodContext, action_template, workflow_pod_fields
+from streamer import __version__
+
+__all__ = [
+    "ARGO_API_VERSION",
+    "DEFAULT_IMAGE",
+    "DEFAULT_SERVICE_ACCOUNT",
+    "DESCRIPTION",
+    "TITLE",
+    "ArgoObject",
+    "RenderOptions",
+    "render_objects",
+    "render_run",
+    "render_schedule",
+]
+
+ARGO_API_VERSION = "argoproj.io/v1alpha1"
+DEFAULT_IMAGE = f"ghcr.io/backup-operator/backup-operator:{__version__}"
+#: The ServiceAccount of ``argo/rbac.yaml``: get pods, create pods/exec, workflowtaskresults.
+DEFAULT_SERVICE_ACCOUNT = "backup-operator-workflow"
+TITLE = "workflows.argoproj.io/title"
+DESCRIPTION = "workflows.argoproj.io/description"
+
+ArgoObject = m.Workflow | m.CronWorkflow | m.WorkflowTemplate
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    image: str = DEFAULT_IMAGE
+    service_account: str = DEFAULT_SERVICE_ACCOUNT
+    #: Namespace of generated objects whose source object names none.
+    namespace: str | None = None
+    #: Also render the restore Workflow of every run that has a restore action.
+    restore: bool = False
+
+
+def _summary(spec: BackupRunSpec, storage: BackupStorage) -> str:
+    parts = []
+    if spec.compression is not None:
+        parts.append(f"{spec.compression.algorithm} level {spec.compression.level}")
+    if spec.encryption is not None:
+        count = len(spec.encryption.recipients)
+        parts.append(f"age-encrypted for {count} recipient{'s' if count > 1 else ''}")
+    how = f", {', '.join(parts)}" if parts else ""
+    bucket = storage.spec.parameters["bucket"]
+    return f"BackupStorage `{storage.metadata.name}` (bucket `{bucket}`){how}"
+
+
+def _backup_text(action: Action, spec: BackupRunSpec, storage: BackupStorage) -> str:
+    return f"Backs up container `{action.container}` to {_summary(spec, storage)}."
+
+
+def _restore_text(action: Action, spec: BackupRunSpec, storage: BackupStorage) -> str:
+    return f"Restores into container `{action.container}` from {_summary(spec, storage)}."
+
+
+def _meta(
+    name: str,
+    namespace: str | None,
+    labels: Mapping[str, str],
+    title: str,
+    description: str,
+) -> m.ObjectMeta:
+    return m.ObjectMeta(
+        name=name,
+        namespace=namespace,
+        labels=dict(labels),
+        annotations={TITLE: title, DESCRIPTION: description},
+    )
+
+
+def _spec(
+    kind: ActionKind,
+    spec: BackupRunSpec,
+    ctx: PodContext,
+    options: RenderOptions,
+    *,
+    arguments: m.Arguments | None = None,
+    workflow_metadata: m.WorkflowMetadata | None = None,
+) -> m.WorkflowSpec:
+    return m.WorkflowSpec(
+        entrypoint=kind,
+        service_account_name=options.service_account,
+        arguments=arguments,
+        workflow_metadata=workflow_metadata,
+        templates=[action_template(kind, spec, ctx)],
+        **workflow_pod_fields(kind, spec),
+    )
+
+
+def _path_argument(value: str | None) -> m.Arguments:
+    return m.Arguments(
+        parameters=[
+            m.Parameter(
+                name="path",
+                value=value,
+                description="The object key to restore: the path output of a backup.",
+            )
+        ]
+    )
+
+
+def render_schedule(
+    schedule: BackupSchedule, storage: BackupStorage, options: RenderOptions
+) -> list[ArgoObject]:
+    """The CronWorkflow of a schedule, and its restore WorkflowTemplate when it can restore."""
+    name = schedule.metadata.name
+    namespace = schedule.metadata.namespace or options.namespace
+    spec = schedule.spec.template.spec
+    run_meta = schedule.spec.template.metadata
+    labels = {LABEL_SCHEDULE: name, LABEL_STORAGE: storage.metadata.name}
+    ctx = PodContext(
+        image=options.image,
+        storage=storage,
+        labels=labels,
+        metric_labels={"schedule": name, "storage": storage.metadata.name},
+        variables={
+            "namespace": "{{workflow.namespace}}",
+            "run": "{{workflow.name}}",
+            "schedule": name,
+            "workflow": "{{workflow.name}}",
+        },
+        source_path="{{workflow.parameters.path}}",
+    )
+    objects: list[ArgoObject] = []
+    if spec.backup is not None:
+        title = f"Backup {name}"
+        text = _backup_text(spec.backup, spec, storage)
+        cron = m.CronWorkflow(
+            api_version=ARGO_API_VERSION,
+            kind="CronWorkflow",
+            metadata=_meta(name, namespace, labels, title, text),
+            spec=m.CronWorkflowSpec(
+                schedules=[schedule.spec.schedule],
+                timezone=schedule.spec.time_zone,
+                concurrency_policy=schedule.spec.concurrency_policy,
+                starting_deadline_seconds=schedule.spec.starting_deadline_seconds,
+                suspend=schedule.spec.suspend,
+                successful_jobs_history_limit=schedule.spec.successful_runs_history_limit,
+                failed_jobs_history_limit=schedule.spec.failed_runs_history_limit,
+                workflow_metadata=m.ObjectMeta(
+                    labels={**((run_meta.labels if run_meta else None) or {}), **labels},
+                    annotations={
+                        **((run_meta.annotations if run_meta else None) or {}),
+                        TITLE: title,
+                        DESCRIPTION: text,
+                    },
+                ),
+                workflow_spec=_spec("backup", spec, ctx, options),
+            ),
+        )
+        objects.append(cron)
+    if spec.restore is not None:
+        title = f"Restore {name}"
+        text = (
+            f"{_restore_text(spec.restore, spec, storage)} Submit with `argo submit --from "
+            f"workflowtemplate/{name}-restore -p path=KEY`."
+        )
+        objects.append(
+            m.WorkflowTemplate(
+                api_version=ARGO_API_VERSION,
+                kind="WorkflowTemplate",
+                metadata=_meta(f"{name}-restore", namespace, labels, title, text),
+                spec=_spec(
+                    "restore",
+                    spec,
+                    ctx,
+                    options,
+                    arguments=_path_argument(None),
+                    workflow_metadata=m.WorkflowMetadata(
+                        labels=dict(labels), annotations={TITLE: title, DESCRIPTION: text}
+                    ),
+                ),
+            )
+        )
+    return objects
+
+
+def _restore_path(run: BackupRun) -> str | None:
+    if run.status is not None and run.status.path:
+        return run.status.path
+    if run.spec.backup is None:
+        return run.spec.storage.path
+    return None
+
+
+def render_run(run: BackupRun, storage: BackupStorage, options: RenderOptions) -> list[ArgoObject]:
+    """The backup Workflow of a run, and its restore Workflow when one is asked for."""
+    name = run.metadata.name
+    namespace = run.metadata.namespace or options.namespace
+    spec = run.spec
+    schedule = (run.metadata.labels or {}).get(LABEL_SCHEDULE, "")
+    labels = {LABEL_RUN: name, LABEL_STORAGE: storage.metadata.name}
+    if schedule:
+        labels[LABEL_SCHEDULE] = schedule
+    metric_labels = {"run": name, "storage": storage.metadata.name}
+    variables = {
+        "namespace": "{{workflow.namespace}}",
+        "run": name,
+        "schedule": schedule,
+        "workflow": "{{workflow.name}}",
+    }
+    objects: list[ArgoObject] = []
+    if spec.backup is not None:
+        ctx = PodContext(options.image, storage, labels, metric_labels, variables)
+        text = _backup_text(spec.backup, spec, storage)
+        objects.append(
+            m.Workflow(
+                api_version=ARGO_API_VERSION,
+                kind="Workflow",
+                metadata=_meta(
+                    name,
+                    namespace,
+                    labels,
+                    f"Backup {name}",
+                    _backup_text(spec.backup, spec, storage),
+                ),
+                spec=_spec("backup", spec, ctx, options),
+            )
+        )
+    wanted = (
+        options.restore
+        or ANNOTATION_RESTORE in (run.metadata.annotations or {})
+        or spec.backup is None
+    )
+    if wanted:
+        label = f"BackupRun/{name}"
+        if spec.restore is None:
+            raise ValidationFailed(
+                [Problem(label, "spec.restore", "a restore was asked for, but the run has none")]
+            )
+        path = _restore_path(run)
+        if path is None:
+            raise ValidationFailed(
+                [Problem(label, "status.path", "nothing to restore yet: the backup has no path")]
+            )
+        ctx = PodContext(
+            options.image,
+            storage,
+            labels,
+            metric_labels,
+            variables,
+            source_path="{{workflow.parameters.path}}",
+        )
+        text = _restore_text(spec.restore, spec, storage)
+        objects.append(
+            m.Workflow(
+                api_version=ARGO_API_VERSION,
+                kind="Workflow",
+                metadata=_meta(f"{name}-restore", namespace, labels, f"Restore {name}", text),
+                spec=_spec("restore", spec, ctx, options, arguments=_path_argument(path)),
+            )
+        )
+    return objects
+
+
+def render_objects(objects: Sequence[Object], options: RenderOptions) -> list[ArgoObject]:
+    """Argo objects for checked API objects (see :func:`generator.checks.validate_documents`)."""
+    storages = {o.metadata.name: o for o in objects if isinstance(o, BackupStorage)}
+    rendered: list[ArgoObject] = []
+    for obj in objects:
+        if isinstance(obj, BackupSchedule):
+            storage = storages[obj.spec.template.spec.storage.name]
+            rendered.extend(render_schedule(obj, storage, options))
+        elif isinstance(obj, BackupRun):
+            rendered.extend(render_run(obj, storages[obj.spec.storage.name], options))
+    return rendered
