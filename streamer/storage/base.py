@@ -29,14 +29,21 @@ class S3Settings:
     verify_tls: bool = True
     #: First part size in bytes; ``None`` chooses one (parts grow so any stream fits 10,000 parts).
     part_size: int | None = None
-    #: Upload parts (or download ranges) in flight at once; memory ≈ part size × this.
+    #: Upload parts (or download ranges) in flight at once; memory is about part size times this.
     parts_in_flight: int = 4
     #: Attempts per request before the operation fails.
     max_attempts: int = 5
+    #: Seconds the first retry waits at most (full jitter); the wait doubles with each attempt.
+    retry_delay: float = 0.5
 
 
 class ObjectWriter(io.RawIOBase, abc.ABC):
-    """A new object being written. Commit on clean exit, abort on exception."""
+    """A new object being written. Commit on clean exit, abort on exception.
+
+    Only :meth:`commit` makes the object visible: :meth:`close` (also called when a writer is
+    garbage-collected, or by a wrapper such as ``io.BufferedWriter``) aborts a writer that was
+    not committed, and :meth:`abort` after :meth:`commit` does nothing.
+    """
 
     def writable(self) -> bool:
         return True
@@ -51,7 +58,14 @@ class ObjectWriter(io.RawIOBase, abc.ABC):
 
     @abc.abstractmethod
     def abort(self) -> None:
-        """Discard everything written; leave no trace (idempotent)."""
+        """Discard everything written; leave no trace (idempotent; no-op after commit)."""
+
+    def close(self) -> None:
+        if not self.closed:
+            try:
+                self.abort()
+            finally:
+                super().close()
 
     def __enter__(self) -> ObjectWriter:
         return self
