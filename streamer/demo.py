@@ -107,7 +107,6 @@ def _run(tmp: Path, env: dict[str, str], pyrage: Any) -> None:
     dump = [sys.executable, "-m", "bench.corpus", SAMPLE]
 
     _step(f"backup: a {SAMPLE} SQL dump through gzip + age into S3")
-    started = time.monotonic()
     backup = _streamer(
         [
             "backup",
@@ -122,7 +121,6 @@ def _run(tmp: Path, env: dict[str, str], pyrage: Any) -> None:
         ],
         env,
     )
-    seconds = time.monotonic() - started
 
     _step("verify: download, decrypt, decompress, check the SHA-256")
     _streamer(
@@ -152,7 +150,8 @@ def _run(tmp: Path, env: dict[str, str], pyrage: Any) -> None:
     print(f"dump size         {plain:,} bytes")
     print(f"stored size       {stored:,} bytes (gzip + age)")
     print(f"ratio             {plain / max(stored, 1):.2f}x")
-    print(f"backup throughput {plain / 1e6 / seconds:.0f} MB/s (whole command, {seconds:.1f}s)")
+    seconds = backup["durationSeconds"]
+    print(f"backup throughput {plain / 1e6 / seconds:.0f} MB/s ({seconds:.1f}s, dump generator included)")
     print(f"stored SHA-256    {backup['sha256']}")
     print(f"restored == dump  {'yes' if identical else 'NO'} (sha256 {restored_sha.hexdigest()})")
     if not identical:
