@@ -134,14 +134,14 @@ class ApiServer:
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
         with self._lock:
             procs = list(self._procs)
         for proc in procs:
             _kill(proc)
+        if self._server is not None:
+            self._server.shutdown()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
 
     def __enter__(self) -> ApiServer:
         return self.start()
@@ -156,7 +156,7 @@ class ApiServer:
         path = parts.path.rstrip("/").split("/")
         if request.headers.get("Authorization") != f"Bearer {self.token}":
             return _status_response(http.HTTPStatus.UNAUTHORIZED, "Unauthorized", "Unauthorized")
-        if parts.path == "/version":
+        if parts.path.rstrip("/") == "/version":
             major, minor = self.behaviour.version
             return _json_response(
                 200, {"major": str(major), "minor": str(minor), "gitVersion": f"v{major}.{minor}.0"}
@@ -278,6 +278,7 @@ class _Session:
         self.send_lock = threading.Lock()
         self.counted = 0
         self.dropped = threading.Event()
+        self.proc: subprocess.Popen[bytes] | None = None
 
     def send(self, channel: int, data: bytes) -> None:
         with self.send_lock:
@@ -294,6 +295,8 @@ class _Session:
             with contextlib.suppress(OSError):
                 self.conn.socket.shutdown(socket.SHUT_RDWR)
             self.conn.socket.close()
+            if self.proc is not None:
+                _kill(self.proc)
 
     def run(self) -> None:
         record = self.record
@@ -315,6 +318,7 @@ class _Session:
                 }
             )
             return
+        self.proc = proc
         self.server._track(proc, True)
         try:
             self._serve(proc)
@@ -328,10 +332,7 @@ class _Session:
             pumps.append(
                 threading.Thread(target=self._pump, args=(proc.stdout, STDOUT), daemon=True)
             )
-        stdin_thread = None
-        if proc.stdin is not None:
-            stdin_thread = threading.Thread(target=self._feed, args=(proc,), daemon=True)
-            stdin_thread.start()
+        threading.Thread(target=self._feed, args=(proc,), daemon=True).start()
         for pump in pumps:
             pump.start()
         for pump in pumps:
@@ -375,28 +376,31 @@ class _Session:
                     self.count(len(chunk))
 
     def _feed(self, proc: subprocess.Popen[bytes]) -> None:
+        """Take the client's messages until it goes away; then stop the command.
+
+        The kubelet leaves a command running when its exec stream goes away (it sees its
+        stdio closed); this endpoint kills it so no test leaves a process behind.
+        """
         stdin = proc.stdin
-        assert stdin is not None
         try:
             for message in _messages(self.conn):
-                if not message:
+                if not message or self.dropped.is_set():
                     continue
                 channel, payload = message[0], memoryview(message)[1:]
                 if channel == CLOSE and self.record.protocol == V5:
-                    if payload and payload[0] == STDIN:
+                    if payload and payload[0] == STDIN and stdin is not None:
                         self.record.stdin_closed_by_signal = True
-                        break
-                elif channel == STDIN:
+                        with contextlib.suppress(BrokenPipeError, OSError):
+                            stdin.close()
+                elif channel == STDIN and stdin is not None and not stdin.closed:
                     self.count(len(payload))
-                    if self.dropped.is_set():
-                        break
                     # A command that stopped reading gets the rest discarded, as the kubelet does.
                     with contextlib.suppress(BrokenPipeError, ValueError):
                         stdin.write(payload)
         finally:
-            with contextlib.suppress(BrokenPipeError, OSError):
-                stdin.close()
-        if self.dropped.is_set():
+            if stdin is not None:
+                with contextlib.suppress(BrokenPipeError, OSError):
+                    stdin.close()
             _kill(proc)
 
 
