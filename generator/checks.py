@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from generator.errors import InputError, Problem, ValidationFailed
+from generator.errors import Problem, ValidationFailed
 from generator.models import (
     API_VERSION,
     CRON_PATTERN,
@@ -93,10 +93,12 @@ def parse_object(doc: Mapping[str, Any], origin: str = "") -> Object:
     """One document as its API model; :class:`ValidationFailed` lists every structural problem."""
     obj = describe(doc, origin)
     if doc.get("apiVersion") != API_VERSION:
-        raise InputError(f"{obj}: apiVersion must be {API_VERSION}, not {doc.get('apiVersion')!r}")
+        message = f"must be {API_VERSION}, not {doc.get('apiVersion')!r}"
+        raise ValidationFailed([Problem(obj, "apiVersion", message)])
     cls = KINDS.get(str(doc.get("kind")))
     if cls is None:
-        raise InputError(f"{obj}: unknown kind; expected one of {', '.join(KINDS)}")
+        message = f"unknown kind; expected one of {', '.join(KINDS)}"
+        raise ValidationFailed([Problem(obj, "kind", message)])
     body = {k: v for k, v in doc.items() if k != "kind"}
     try:
         return cls.model_validate(body)
@@ -211,20 +213,22 @@ def check_run_spec(spec: BackupRunSpec, prefix: str) -> Iterable[tuple[str, str]
         check_template(spec.storage.path)
     except ConfigError as exc:
         yield f"{prefix}.storage.path", str(exc)
-    if spec.backup is None and has_template_syntax(spec.storage.path):
-        yield (
-            f"{prefix}.storage.path",
-            "a restore-only run restores one existing object: give its key, not a template",
-        )
     dumped = spec.model_dump(by_alias=True, exclude_none=True, exclude={"storage"})
     for path, text in _strings(dumped, prefix):
         if "{{" in text:
             yield path, "contains '{{', which Argo Workflows would try to resolve as a variable"
 
 
-def check_objects(objects: Sequence[tuple[str, Object]]) -> list[Problem]:
-    """Every rule broken by a set of objects (storages are resolved among them)."""
-    storages = {o.metadata.name: o for _, o in objects if isinstance(o, BackupStorage)}
+def check_objects(
+    objects: Sequence[tuple[str, Object]], broken_storages: Iterable[str] = ()
+) -> list[Problem]:
+    """Every rule broken by a set of objects (storages are resolved among them).
+
+    ``broken_storages`` names storages in the input that did not parse: they were reported
+    already, so references to them are not reported again as missing.
+    """
+    storages = {o.metadata.name for _, o in objects if isinstance(o, BackupStorage)}
+    storages.update(broken_storages)
     problems: list[Problem] = []
     for origin, obj in objects:
         label = f"{obj.kind}/{obj.metadata.name}"
@@ -251,6 +255,14 @@ def check_objects(objects: Sequence[tuple[str, Object]]) -> list[Problem]:
             spec = obj.spec
             if len(obj.metadata.name) > MAX_RUN_NAME:
                 found.append(("metadata.name", f"at most {MAX_RUN_NAME} characters"))
+            if spec.backup is None and has_template_syntax(spec.storage.path):
+                found.append(
+                    (
+                        "spec.storage.path",
+                        "a restore-only run restores one existing object: give its key, "
+                        "not a template",
+                    )
+                )
         if spec is not None:
             found.extend(check_run_spec(spec, prefix))
             if spec.storage.name not in storages:
@@ -271,18 +283,22 @@ def validate_documents(docs: Iterable[tuple[str, Mapping[str, Any]]]) -> list[tu
     objects: list[tuple[str, Object]] = []
     problems: list[Problem] = []
     names: set[tuple[str, str | None, str]] = set()
+    broken: list[str] = []
     for origin, doc in docs:
         try:
             obj = parse_object(doc, origin)
         except ValidationFailed as exc:
             problems.extend(exc.problems)
+            meta = doc.get("metadata")
+            if doc.get("kind") == BackupStorage.kind and isinstance(meta, Mapping):
+                broken.append(str(meta.get("name")))
             continue
         key = (obj.kind, obj.metadata.namespace, obj.metadata.name)
         if key in names:
             problems.append(Problem(describe(doc, origin), "metadata.name", "defined twice"))
         names.add(key)
         objects.append((origin, obj))
-    problems.extend(check_objects(objects))
+    problems.extend(check_objects(objects, broken))
     if problems:
         raise ValidationFailed(problems)
     return objects
