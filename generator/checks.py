@@ -21,7 +21,6 @@ from generator.models import (
     API_VERSION,
     CRON_PATTERN,
     KINDS,
-    STORAGE_PARAMETERS,
     BackupRun,
     BackupRunSpec,
     BackupSchedule,
@@ -52,8 +51,12 @@ _CRON_ITEM = re.compile(r"^(\*|\?|(\d+)(-(\d+))?)(/(\d+))?$")
 MAX_SCHEDULE_NAME = 52
 #: A run's restore Workflow is ``<run>-restore``, and Workflow names are label values (63).
 MAX_RUN_NAME = 63 - len("-restore")
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_BOOLEAN_PARAMETERS = ("insecure", "s3ForcePathStyle")
+#: Plain words for the patterns users most often miss, by field name.
+_PATTERN_MEANS = {
+    "bucket": "is not a valid S3 bucket name (3-63 lowercase letters, digits, '.' and '-')",
+    "endpoint": "is not an http:// or https:// URL",
+    "name": "is not a valid name (lowercase letters, digits, '-' and '.')",
+}
 
 
 def describe(doc: Mapping[str, Any], origin: str = "") -> str:
@@ -82,9 +85,11 @@ def _message(error: Mapping[str, Any]) -> str:
     if kind == "extra_forbidden":
         return "unknown field"
     if kind == "string_pattern_mismatch":
-        if tuple(error["loc"]) == ("spec", "schedule"):
+        field = str(error["loc"][-1])
+        if field == "schedule":
             return check_cron(str(error["input"])) or str(error["msg"])
-        return f"{error['input']!r} does not match {error['ctx']['pattern']}"
+        means = _PATTERN_MEANS.get(field, f"does not match {error['ctx']['pattern']}")
+        return f"{error['input']!r} {means}"
     text = str(error["msg"])
     return text.removeprefix("Value error, ")
 
@@ -143,22 +148,6 @@ def _check_timezone(name: str) -> str | None:
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         return f"{name!r} is not an IANA time zone (e.g. UTC, Europe/Berlin, America/New_York)"
     return None
-
-
-def _check_storage(storage: BackupStorage) -> Iterable[tuple[str, str]]:
-    params = storage.spec.parameters
-    if "bucket" not in params:
-        yield "spec.parameters.bucket", "required: the bucket backups are written to"
-    elif not _BUCKET.match(params["bucket"]):
-        yield "spec.parameters.bucket", f"{params['bucket']!r} is not a valid S3 bucket name"
-    for key in sorted(set(params) - set(STORAGE_PARAMETERS)):
-        yield f"spec.parameters.{key}", "unknown parameter; known: " + ", ".join(STORAGE_PARAMETERS)
-    for key in _BOOLEAN_PARAMETERS:
-        if key in params and params[key] not in ("true", "false"):
-            yield f"spec.parameters.{key}", f"must be 'true' or 'false', not {params[key]!r}"
-    endpoint = params.get("endpoint")
-    if endpoint is not None and not re.match(r"^https?://[^/\s]+(/\S*)?$", endpoint):
-        yield "spec.parameters.endpoint", f"{endpoint!r} is not an http:// or https:// URL"
 
 
 def _strings(value: Any, path: str) -> Iterable[tuple[str, str]]:
@@ -236,9 +225,7 @@ def check_objects(
         found: list[tuple[str, str]] = []
         spec: BackupRunSpec | None = None
         prefix = "spec"
-        if isinstance(obj, BackupStorage):
-            found.extend(_check_storage(obj))
-        elif isinstance(obj, BackupSchedule):
+        if isinstance(obj, BackupSchedule):
             spec, prefix = obj.spec.template.spec, "spec.template.spec"
             if len(obj.metadata.name) > MAX_SCHEDULE_NAME:
                 found.append(("metadata.name", f"at most {MAX_SCHEDULE_NAME} characters (Argo)"))

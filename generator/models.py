@@ -24,6 +24,7 @@ __all__ = [
     "ANNOTATION_RESTORED_AT",
     "ANNOTATION_TRIGGER",
     "API_VERSION",
+    "BUCKET_PATTERN",
     "CRON_PATTERN",
     "DEFAULT_ACCESS_KEY",
     "DEFAULT_SECRET_KEY",
@@ -32,7 +33,6 @@ __all__ = [
     "LABEL_RUN",
     "LABEL_SCHEDULE",
     "LABEL_STORAGE",
-    "STORAGE_PARAMETERS",
     "VERSION",
     "Action",
     "BackupRun",
@@ -53,6 +53,7 @@ __all__ = [
     "RunTemplate",
     "SecretKeyRef",
     "SecretRef",
+    "StorageParameters",
     "StorageRef",
 ]
 
@@ -68,16 +69,6 @@ ANNOTATION_RESTORE = f"{GROUP}/restore"
 ANNOTATION_RESTORED_AT = f"{GROUP}/restored-at"
 ANNOTATION_KEEP = f"{GROUP}/keep"
 
-#: BackupStorage parameters of ``type: s3`` and what each one means.
-STORAGE_PARAMETERS: dict[str, str] = {
-    "bucket": "the bucket backups are written to (required)",
-    "endpoint": "S3 endpoint URL, e.g. http://minio.minio.svc:9000 (default: AWS)",
-    "region": "the bucket's region",
-    "insecure": "'true' skips TLS certificate verification",
-    "s3ForcePathStyle": "'true' addresses the bucket as a path (MinIO and most non-AWS S3)",
-    "accessKey": "key of the credentials Secret holding the access key id",
-    "secretKey": "key of the credentials Secret holding the secret access key",
-}
 DEFAULT_ACCESS_KEY = "AWS_ACCESS_KEY_ID"
 DEFAULT_SECRET_KEY = "AWS_SECRET_ACCESS_KEY"  # noqa: S105 -- a key name, not a secret
 
@@ -88,6 +79,9 @@ CRON_PATTERN = (
     r"|@every\s+([0-9]+(ns|us|µs|ms|s|m|h))+"
     r"|([0-9*,/?-]+\s+){4}[0-9*,/?-]+)$"
 )
+
+#: An S3 bucket name (3-63 lowercase letters, digits, dots and hyphens).
+BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
 
 _DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 Name = Annotated[str, Field(min_length=1, max_length=253, pattern=_DNS_SUBDOMAIN)]
@@ -162,27 +156,44 @@ class Object(_Model):
 # --- BackupStorage -------------------------------------------------------------------------
 
 
+_BOOLEAN = Literal["true", "false"]
+
+
+class StorageParameters(_Model):
+    """The settings of an S3 storage (strings, as in SEED.md: ``insecure: 'true'``)."""
+
+    bucket: Annotated[str, Field(pattern=BUCKET_PATTERN)] = Field(
+        description="The bucket backups are written to."
+    )
+    endpoint: (
+        Annotated[str, Field(max_length=2048, pattern=r"^https?://[^/\s]+(/\S*)?$")] | None
+    ) = Field(default=None, description="S3 endpoint URL, e.g. http://minio.minio.svc:9000.")
+    region: Annotated[str, Field(max_length=64)] | None = Field(
+        default=None, description="The bucket's region."
+    )
+    insecure: _BOOLEAN | None = Field(
+        default=None, description="'true' skips TLS certificate verification."
+    )
+    s3_force_path_style: _BOOLEAN | None = Field(
+        default=None, description="'true' addresses the bucket as a path (MinIO, Ceph)."
+    )
+    access_key: Annotated[str, Field(max_length=253)] | None = Field(
+        default=None,
+        description=f"Key of the credentials Secret holding the access key id "
+        f"(default {DEFAULT_ACCESS_KEY}).",
+    )
+    secret_key: Annotated[str, Field(max_length=253)] | None = Field(
+        default=None,
+        description=f"Key of the credentials Secret holding the secret access key "
+        f"(default {DEFAULT_SECRET_KEY}).",
+    )
+
+
 class BackupStorageSpec(_Model):
     """Where backups are stored, and the Secret that opens it."""
 
-    model_config = ConfigDict(
-        json_schema_extra=_cel(
-            ("'bucket' in self.parameters", "parameters.bucket is required"),
-            (
-                "self.parameters.all(k, k in "
-                + "["
-                + ", ".join(f"'{k}'" for k in STORAGE_PARAMETERS)
-                + "])",
-                "unknown parameter; known: " + ", ".join(STORAGE_PARAMETERS),
-            ),
-        )
-    )
-
     type: Literal["s3"] = Field(description="Storage type; only s3 (any S3-compatible service).")
-    parameters: dict[str, str] = Field(
-        description="Storage settings: "
-        + "; ".join(f"{k}: {v}" for k, v in STORAGE_PARAMETERS.items())
-    )
+    parameters: StorageParameters
     credentials: SecretRef = Field(
         description="The Secret holding the access and secret keys. Runs read it as "
         "secretKeyRef env, so a Secret of this name must exist in each run's namespace."

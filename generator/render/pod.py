@@ -99,19 +99,19 @@ def k8s_literal(text: str) -> str:
 
 
 def bucket_url(storage: BackupStorage, key: str = "") -> str:
-    return f"s3://{storage.spec.parameters['bucket']}/{key}"
+    return f"s3://{storage.spec.parameters.bucket}/{key}"
 
 
 def _storage_args(storage: BackupStorage) -> list[str]:
     params = storage.spec.parameters
     args: list[str] = []
-    if "endpoint" in params:
-        args += ["--endpoint-url", params["endpoint"]]
-    if "region" in params:
-        args += ["--region", params["region"]]
-    if params.get("s3ForcePathStyle") == "true":
+    if params.endpoint is not None:
+        args += ["--endpoint-url", params.endpoint]
+    if params.region is not None:
+        args += ["--region", params.region]
+    if params.s3_force_path_style == "true":
         args.append("--path-style")
-    if params.get("insecure") == "true":
+    if params.insecure == "true":
         args.append("--insecure")
     return args
 
@@ -134,8 +134,8 @@ def _env(storage: BackupStorage) -> list[m.EnvVar]:
     return [
         field("POD_NAME", "metadata.name"),
         field("POD_NAMESPACE", "metadata.namespace"),
-        secret_key("AWS_ACCESS_KEY_ID", params.get("accessKey", DEFAULT_ACCESS_KEY)),
-        secret_key("AWS_SECRET_ACCESS_KEY", params.get("secretKey", DEFAULT_SECRET_KEY)),
+        secret_key("AWS_ACCESS_KEY_ID", params.access_key or DEFAULT_ACCESS_KEY),
+        secret_key("AWS_SECRET_ACCESS_KEY", params.secret_key or DEFAULT_SECRET_KEY),
     ]
 
 

@@ -74,7 +74,7 @@ def _summary(spec: BackupRunSpec, storage: BackupStorage) -> str:
         count = len(spec.encryption.recipients)
         parts.append(f"age-encrypted for {count} recipient{'s' if count > 1 else ''}")
     how = f", {', '.join(parts)}" if parts else ""
-    bucket = storage.spec.parameters["bucket"]
+    bucket = storage.spec.parameters.bucket
     return f"BackupStorage `{storage.metadata.name}` (bucket `{bucket}`){how}"
 
 

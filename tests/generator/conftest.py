@@ -80,13 +80,33 @@ def _cel_problems(schema: dict[str, Any], data: Any, path: str) -> Iterator[str]
             yield from _cel_problems(schema["items"], value, f"{path}[{i}]")
 
 
+def _unknown_fields(schema: dict[str, Any], data: Any, path: str) -> Iterator[str]:
+    """What strict field validation (kubectl's default) refuses instead of pruning."""
+    if isinstance(data, dict) and not schema.get("x-kubernetes-preserve-unknown-fields"):
+        props = schema.get("properties")
+        extra = schema.get("additionalProperties")
+        for key, value in data.items():
+            where = f"{path}.{key}" if path else key
+            if props is not None and key in props:
+                yield from _unknown_fields(props[key], value, where)
+            elif isinstance(extra, dict):
+                yield from _unknown_fields(extra, value, where)
+            elif path != "metadata":
+                yield f"{where}: unknown field"
+    elif isinstance(data, list) and isinstance(schema.get("items"), dict):
+        for i, value in enumerate(data):
+            yield from _unknown_fields(schema["items"], value, f"{path}[{i}]")
+
+
 def crd_problems(doc: dict[str, Any]) -> list[str]:
-    """What the API server would refuse: the CRD's OpenAPI schema, then its CEL rules."""
+    """What the API server would refuse: the CRD's OpenAPI schema (with strict field
+    validation), then its CEL rules."""
     schema = schema_of(doc["kind"])
     validator = jsonschema.Draft7Validator(schema)
     problems = [
         f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(doc)
     ]
+    problems.extend(_unknown_fields(schema, doc, ""))
     if problems:  # the API server evaluates CEL only on objects that match the schema
         return problems
     return list(_cel_problems(schema, doc, ""))
