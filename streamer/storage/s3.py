@@ -24,11 +24,13 @@ into :class:`~streamer.errors.StorageError` here and never leave it.
 
 from __future__ import annotations
 
+import datetime
 import functools
 import logging
 import os
 import random
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -80,6 +82,8 @@ MAX_RETRY_DELAY = 20.0
 #: Socket timeouts: a stalled connection is a transient failure, retried like a reset.
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 60.0
+#: Seconds of S3-side timing jitter allowed when matching uploads left by retried creates.
+ORPHAN_CLOCK_SLACK = 1.0
 
 _THROTTLING_CODES = frozenset(
     {
@@ -169,6 +173,11 @@ def _status(exc: ClientError) -> int:
     return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
 
 
+def _forbidden(exc: StorageError) -> bool:
+    cause = exc.__cause__
+    return isinstance(cause, ClientError) and _status(cause) == 403
+
+
 def is_transient(exc: BaseException) -> bool:
     """Whether repeating the same request may succeed: resets, timeouts, 5xx, throttling."""
     if isinstance(exc, ClientError):
@@ -255,8 +264,7 @@ class S3Storage(Storage):
         try:
             self.call("head_bucket", None, lambda: self.client.head_bucket(Bucket=self.bucket))
         except StorageError as exc:
-            cause = exc.__cause__
-            if isinstance(cause, ClientError) and _status(cause) == 403:
+            if _forbidden(exc):
                 # HEAD responses carry no error code; a listing tells bad credentials apart
                 # from a forbidden bucket.
                 self.call(
@@ -400,14 +408,61 @@ class _S3Writer(ObjectWriter):
         self._part_number = 0
         #: Bytes taken by ``write`` so far.
         self.bytes_written = 0
-        self._upload_id = storage.call(
-            "create_multipart_upload",
-            key,
-            lambda: self._client.create_multipart_upload(Bucket=self._bucket, Key=key),
-        )["UploadId"]
+        attempts = 0
+
+        def create() -> str:
+            nonlocal attempts
+            attempts += 1
+            response = self._client.create_multipart_upload(Bucket=self._bucket, Key=key)
+            return str(response["UploadId"])
+
+        started = time.monotonic()
+        self._upload_id = storage.call("create_multipart_upload", key, create)
+        if attempts > 1:
+            self._abort_orphans(time.monotonic() - started)
         self._slots = threading.BoundedSemaphore(self._window)
         self._pool = ThreadPoolExecutor(self._window, thread_name_prefix="s3-upload")
         self._state = "open"
+
+    def _abort_orphans(self, window: float) -> None:
+        """Abort the uploads that failed attempts of create_multipart_upload may have left.
+
+        Creating an upload is not idempotent: an attempt whose response was lost may still have
+        created one. Those are the other uploads of this key that S3 started at most ``window``
+        seconds (how long creating took) before ours. Best effort: the bucket's lifecycle rule
+        for incomplete uploads remains the backstop.
+        """
+        try:
+            listing = self._storage.call(
+                "list_multipart_uploads",
+                self._key,
+                lambda: self._client.list_multipart_uploads(Bucket=self._bucket, Prefix=self._key),
+            )
+            uploads = [u for u in listing.get("Uploads", []) if u.get("Key") == self._key]
+            ours = [u["Initiated"] for u in uploads if u.get("UploadId") == self._upload_id]
+            if not ours:
+                return
+            slack = datetime.timedelta(seconds=window + ORPHAN_CLOCK_SLACK)
+            for upload in uploads:
+                upload_id = upload.get("UploadId")
+                if (
+                    upload_id != self._upload_id
+                    and ours[0] - slack <= upload["Initiated"] <= ours[0]
+                ):
+                    self._storage.call(
+                        "abort_multipart_upload",
+                        self._key,
+                        functools.partial(
+                            self._client.abort_multipart_upload,
+                            Bucket=self._bucket,
+                            Key=self._key,
+                            UploadId=upload_id,
+                        ),
+                    )
+        except StorageError as exc:
+            log.warning(
+                "could not clean up the uploads of %s left by retries: %s", self._url(), exc
+            )
 
     def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
         if self._state != "open":
@@ -579,9 +634,22 @@ class _S3Reader(ObjectReader):
         self._next_offset = 0
         self._current = memoryview(b"")
         self._pool: ThreadPoolExecutor | None = None
-        head = storage.call(
-            "head_object", key, lambda: self._client.head_object(Bucket=self._bucket, Key=key)
-        )
+        try:
+            head = storage.call(
+                "head_object", key, lambda: self._client.head_object(Bucket=self._bucket, Key=key)
+            )
+        except StorageError as exc:
+            if _forbidden(exc):
+                # HEAD responses carry no error code; a one-byte GET tells bad credentials
+                # apart from a forbidden bucket or object.
+                storage.call(
+                    "get_object",
+                    key,
+                    lambda: self._client.get_object(
+                        Bucket=self._bucket, Key=key, Range="bytes=0-0"
+                    ),
+                )
+            raise
         self.size = int(head["ContentLength"])
         self._etag = str(head["ETag"])
         self._pool = ThreadPoolExecutor(self._window, thread_name_prefix="s3-download")
