@@ -88,9 +88,18 @@ Name = Annotated[str, Field(min_length=1, max_length=253, pattern=_DNS_SUBDOMAIN
 ContainerName = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL)]
 
 
-def _cel(*rules: tuple[str, str]) -> dict[str, Any]:
-    """The ``x-kubernetes-validations`` of a model: (CEL rule, message) pairs."""
-    return {"x-kubernetes-validations": [{"rule": r, "message": m} for r, m in rules]}
+def _cel(*rules: tuple[str, str] | tuple[str, str, str]) -> dict[str, Any]:
+    """The ``x-kubernetes-validations`` of a model: (CEL rule, message[, fieldPath]).
+
+    ``fieldPath`` makes the API server report the field at fault, as ``backup-gen`` does.
+    """
+    validations = []
+    for rule, message, *field in rules:
+        validation = {"rule": rule, "message": message}
+        if field:
+            validation["fieldPath"] = field[0]
+        validations.append(validation)
+    return {"x-kubernetes-validations": validations}
 
 
 class _Model(BaseModel):
@@ -273,15 +282,18 @@ _RUN_RULES = (
         "!has(self.backup) || "
         "self.template.spec.containers.exists(c, c.name == self.backup.container)",
         "backup.container must be one of template.spec.containers",
+        ".backup.container",
     ),
     (
         "!has(self.restore) || "
         "self.template.spec.containers.exists(c, c.name == self.restore.container)",
         "restore.container must be one of template.spec.containers",
+        ".restore.container",
     ),
     (
         "!has(self.encryption) || !has(self.restore) || has(self.encryption.decryptionKey)",
         "an encrypted run with restore needs encryption.decryptionKey",
+        ".encryption.decryptionKey",
     ),
 )
 
