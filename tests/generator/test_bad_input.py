@@ -16,7 +16,6 @@ from generator.yamlio import dump_documents
 from tests.generator.conftest import GOLDEN, load_yaml
 
 SEED = load_yaml(GOLDEN / "seed.in.yaml")
-Docs = list[dict[str, Any]]
 RUN_SPEC = "spec.template.spec"
 
 
@@ -25,10 +24,6 @@ def seed(change: Callable[[dict[str, Any], dict[str, Any]], None]) -> str:
     storage, schedule = copy.deepcopy(SEED)
     change(storage, schedule)
     return dump_documents([storage, schedule])
-
-
-def run_spec(schedule: dict[str, Any]) -> dict[str, Any]:
-    return dict(schedule["spec"]["template"]["spec"])
 
 
 def _spec(s: dict[str, Any]) -> dict[str, Any]:
