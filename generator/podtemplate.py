@@ -52,6 +52,15 @@ def _quantities_as_strings(data: Any) -> Any:
     return data
 
 
+def _size_limit_as_string(volume: Any) -> Any:
+    """``emptyDir.sizeLimit: 1073741824`` is a valid quantity too."""
+    if isinstance(volume, dict) and isinstance(volume.get("emptyDir"), dict):
+        limit = volume["emptyDir"].get("sizeLimit")
+        if isinstance(limit, int) and not isinstance(limit, bool):
+            return {**volume, "emptyDir": {**volume["emptyDir"], "sizeLimit": str(limit)}}
+    return volume
+
+
 class Container(k8s.Container):
     """A container of the Pod template (hera's model, with a bounded DNS-label name)."""
 
@@ -135,6 +144,13 @@ class PodSpec(_Model):
     host_ipc: bool | None = Field(default=None, alias="hostIPC")
     share_process_namespace: bool | None = None
     enable_service_links: bool | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _numbers_are_sizes(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("volumes"), list):
+            data = {**data, "volumes": [_size_limit_as_string(v) for v in data["volumes"]]}
+        return data
 
     @model_validator(mode="wrap")
     @classmethod

@@ -214,3 +214,12 @@ def test_the_streamer_accepts_every_command_line_written(name: str, args: list[s
             template = base64.b64decode(template.removeprefix("base64:")).decode()
         variables = dict(v.split("=", 1) for v in ctx.params["variables"])
         assert render_path(template, variables)
+
+
+def test_quantities_may_be_numbers() -> None:
+    text = (
+        (GOLDEN / "pod-template.in.yaml").read_text().replace("sizeLimit: 1Gi", "sizeLimit: 1024")
+    )
+    (cron, _) = yaml.safe_load_all(render_texts([("case", text)], RenderOptions()))
+    volumes = cron["spec"]["workflowSpec"]["volumes"]
+    assert volumes[1]["emptyDir"] == {"sizeLimit": "1024"}
