@@ -80,7 +80,9 @@ def main() -> None:
         "AWS_SECRET_ACCESS_KEY": "demo-secret",
         "AWS_REGION": "us-east-1",
         "AWS_ENDPOINT_URL_S3": endpoint,
-        "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")])),
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(Path.cwd()), os.environ.get("PYTHONPATH")])
+        ),
     }
     _step(f"S3 server (moto) on {endpoint}, bucket {BUCKET}")
     server = _start_s3(port, env)
@@ -90,7 +92,7 @@ def main() -> None:
             endpoint_url=endpoint,
             region_name="us-east-1",
             aws_access_key_id="demo",
-            aws_secret_access_key="demo-secret",
+            aws_secret_access_key="demo-secret",  # noqa: S106 (the demo's own local server)
         ).create_bucket(Bucket=BUCKET)
         with tempfile.TemporaryDirectory(prefix="streamer-demo-") as tmp:
             _run(Path(tmp), env, pyrage)
@@ -151,7 +153,9 @@ def _run(tmp: Path, env: dict[str, str], pyrage: Any) -> None:
     print(f"stored size       {stored:,} bytes (gzip + age)")
     print(f"ratio             {plain / max(stored, 1):.2f}x")
     seconds = backup["durationSeconds"]
-    print(f"backup throughput {plain / 1e6 / seconds:.0f} MB/s ({seconds:.1f}s, dump generator included)")
+    print(
+        f"backup throughput {plain / 1e6 / seconds:.0f} MB/s ({seconds:.1f}s, dump generator included)"
+    )
     print(f"stored SHA-256    {backup['sha256']}")
     print(f"restored == dump  {'yes' if identical else 'NO'} (sha256 {restored_sha.hexdigest()})")
     if not identical:

@@ -33,6 +33,7 @@ from streamer.errors import (
 from streamer.progress import Progress, human_bytes
 from streamer.sources.base import Command, ExitStatus, Mode, Runner
 from streamer.stages import age
+from streamer.stages.buffering import Coalesce, ReadAhead, WriteBehind
 from streamer.stages.gzip import GZIP_MAGIC, GunzipWriter, GzipReader
 from streamer.storage.base import ObjectReader, Storage
 
@@ -294,7 +295,7 @@ class _Decompressing:
             self._target.finish()
 
 
-def _copy(reader: _HashingReader | GzipReader | _CommandReader, writer: _Writable) -> None:
+def _copy(reader: _HashingReader | ReadAhead, writer: _Writable) -> None:
     while chunk := reader.read(CHUNK):
         writer.write(chunk)
 
@@ -317,13 +318,12 @@ def backup(
             _Deadline(command, options.deadline) as deadline,
         ):
             plain = _CommandReader(command, progress)
-            data: _CommandReader | GzipReader = (
-                GzipReader(plain, options.level) if options.compress else plain
-            )
-            if options.recipients:
-                age.encrypt(data, stored, options.recipients)
-            else:
-                _copy(data, stored)
+            staged = GzipReader(plain, options.level) if options.compress else plain
+            with ReadAhead(staged, CHUNK) as data:
+                if options.recipients:
+                    age.encrypt(data, stored, options.recipients)
+                else:
+                    _copy(data, stored)
             status = command.wait()
             deadline.check()
             if not status.ok:
@@ -373,12 +373,20 @@ def _stream_plaintext(
     what: str,
 ) -> bool:
     """Decrypt/decompress ``stored`` into ``sink``; return whether it was gzip."""
-    plain = _Decompressing(sink, options.compression, what)
-    if encrypted:
-        age.decrypt(stored, plain, options.identities, what)
-    else:
-        _copy(stored, plain)
-    plain.finish()
+    behind = WriteBehind(sink)
+    try:
+        gathered = Coalesce(behind, CHUNK)
+        plain = _Decompressing(gathered, options.compression, what)
+        if encrypted:
+            age.decrypt(stored, plain, options.identities, what)
+        else:
+            _copy(stored, plain)
+        plain.finish()
+        gathered.flush()
+    except BaseException:
+        behind.abandon()
+        raise
+    behind.close()
     return plain.compressed
 
 

@@ -8,6 +8,7 @@ own session (process group) so a deadline or failure stops the whole pipeline th
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import signal
 import subprocess
@@ -38,10 +39,23 @@ class LocalRunner:
             )
         except OSError as exc:
             raise SourceError(f"cannot start {argv[0]!r}: {exc.strerror or exc}") from exc
+        for pipe in (proc.stdin, proc.stdout):
+            if pipe is not None:
+                _enlarge_pipe(pipe.fileno())
         return LocalCommand(proc)
 
     def describe(self) -> str:
         return "local process"
+
+
+#: Pipe buffer we ask the kernel for: fewer, larger transfers (and wake-ups) than the 64 KiB
+#: default. The kernel may refuse (fs.pipe-max-size); the default still works, only slower.
+PIPE_SIZE = 1 << 20
+
+
+def _enlarge_pipe(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
 
 
 class LocalCommand(Command):
