@@ -404,6 +404,8 @@ class _S3Writer(ObjectWriter):
         self._failure: BaseException | None = None
         self._parts: list[Future[dict[str, Any]]] = []
         self._buffer: bytearray | None = None
+        #: Writes copy through this view: slice-assigning a memoryview to a bytearray copies twice.
+        self._view = memoryview(b"")
         self._filled = 0
         self._part_number = 0
         #: Bytes taken by ``write`` so far.
@@ -479,10 +481,11 @@ class _S3Writer(ObjectWriter):
                         f"({self.bytes_written} bytes written): raise the part size"
                     )
                 self._buffer = bytearray(self._storage.part_sizes(self._part_number + 1))
+                self._view = memoryview(self._buffer)
                 self._filled = 0
             room = len(self._buffer) - self._filled
             chunk = min(room, size - taken)
-            self._buffer[self._filled : self._filled + chunk] = view[taken : taken + chunk]
+            self._view[self._filled : self._filled + chunk] = view[taken : taken + chunk]
             self._filled += chunk
             taken += chunk
             self.bytes_written += chunk
@@ -503,39 +506,45 @@ class _S3Writer(ObjectWriter):
         """Hand the current buffer to the pool; block while the window is full."""
         body = self._buffer
         assert body is not None
+        self._view.release()
         if self._filled < len(body):
-            del body[self._filled :]
+            del body[self._filled :]  # the last part: shrinks in place
         self._buffer = None
         self._filled = 0
+        # The upload owns the only reference, and frees the slot only once the buffer is gone.
+        holder = [body]
+        del body
         self._slots.acquire()
         try:
             self._raise_failure()
             self._part_number += 1
-            future = self._pool.submit(self._upload_part, self._part_number, body)
+            future = self._pool.submit(self._upload_part, self._part_number, holder)
         except BaseException:
             self._slots.release()
             raise
-        del body
         future.add_done_callback(self._part_done)
         self._parts.append(future)
 
-    def _upload_part(self, number: int, body: bytearray) -> dict[str, Any]:
-        response = self._storage.call(
-            f"upload_part {number}",
-            self._key,
-            lambda: self._client.upload_part(
-                Bucket=self._bucket,
-                Key=self._key,
-                UploadId=self._upload_id,
-                PartNumber=number,
-                Body=body,  # the bytearray is sent as it is, without a copy
-            ),
-            cancelled=self._cancelled,
-        )
+    def _upload_part(self, number: int, holder: list[bytearray]) -> dict[str, Any]:
+        try:
+            response = self._storage.call(
+                f"upload_part {number}",
+                self._key,
+                lambda: self._client.upload_part(
+                    Bucket=self._bucket,
+                    Key=self._key,
+                    UploadId=self._upload_id,
+                    PartNumber=number,
+                    Body=holder[0],  # the bytearray is sent as it is, without a copy
+                ),
+                cancelled=self._cancelled,
+            )
+        finally:
+            holder.clear()
+            self._slots.release()
         return {"PartNumber": number, "ETag": response["ETag"]}
 
     def _part_done(self, future: Future[dict[str, Any]]) -> None:
-        self._slots.release()
         exc = future.exception() if not future.cancelled() else None
         if exc is not None:
             with self._lock:
@@ -587,6 +596,7 @@ class _S3Writer(ObjectWriter):
         if self._state != "open":
             return
         self._state = "aborted"
+        self._view.release()
         self._buffer = None
         self._cancelled.set()
         # Parts still uploading would be stored after the abort; let them end first.
