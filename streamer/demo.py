@@ -153,9 +153,7 @@ def _run(tmp: Path, env: dict[str, str], pyrage: Any) -> None:
     print(f"stored size       {stored:,} bytes (gzip + age)")
     print(f"ratio             {plain / max(stored, 1):.2f}x")
     seconds = backup["durationSeconds"]
-    print(
-        f"backup throughput {plain / 1e6 / seconds:.0f} MB/s ({seconds:.1f}s, dump generator included)"
-    )
+    print(f"backup throughput {plain / 1e6 / seconds:.0f} MB/s ({seconds:.1f}s, dump included)")
     print(f"stored SHA-256    {backup['sha256']}")
     print(f"restored == dump  {'yes' if identical else 'NO'} (sha256 {restored_sha.hexdigest()})")
     if not identical:
