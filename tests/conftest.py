@@ -25,6 +25,23 @@ FAKE_ACCESS_KEY = "AKIAFAKEACCESSKEY0001"
 FAKE_SECRET = "sEcReT-DoNoTlEaK-4f1c9a7e2b"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--kind",
+        action="store_true",
+        help="run the end-to-end tests on a kind cluster (needs Docker and network access)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--kind"):
+        return
+    skip = pytest.mark.skip(reason="end-to-end on kind: opt in with --kind (needs Docker)")
+    for item in items:
+        if "kind" in item.keywords:
+            item.add_marker(skip)
+
+
 def missing(what: str) -> None:
     """Fail (CI) or skip (elsewhere) because ``what`` is not available here."""
     if IN_CI:
