@@ -174,6 +174,15 @@ def check_run_spec(spec: BackupRunSpec, prefix: str) -> Iterable[tuple[str, str]
                 f"{action.container!r} is not a container of the template; "
                 f"containers: {', '.join(names)}",
             )
+    if (
+        spec.compression is not None
+        and spec.compression.algorithm == "none"
+        and spec.compression.level is not None
+    ):
+        yield (
+            f"{prefix}.compression.level",
+            "level applies to gzip only: remove it, or use algorithm: gzip",
+        )
     if spec.encryption is not None:
         if spec.restore is not None and spec.encryption.decryption_key is None:
             yield (

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 from generator.podtemplate import DNS_LABEL, MAX_CONTAINERS, PodTemplate
-from streamer.stages.gzip import MAX_LEVEL, MIN_LEVEL
+from streamer.stages.gzip import DEFAULT_LEVEL, MAX_LEVEL, MIN_LEVEL
 
 __all__ = [
     "ANNOTATION_KEEP",
@@ -257,11 +257,29 @@ class StorageRef(_Model):
 
 
 class Compression(_Model):
-    algorithm: Literal["gzip"] = Field(default="gzip", description="Only gzip.")
-    level: Annotated[int, Field(ge=MIN_LEVEL, le=MAX_LEVEL)] = Field(
-        default=-1,
-        description=f"gzip level {MIN_LEVEL}..{MAX_LEVEL}; -1 is the default level, "
-        "below it the fastest (ISA-L) levels.",
+    """How the stream is compressed before it is encrypted and stored.
+
+    A run without ``compression`` is compressed with gzip at the default level, as SEED.md's
+    backup flow always does; ``algorithm: none`` turns compression off.
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            (
+                "!has(self.level) || !has(self.algorithm) || self.algorithm == 'gzip'",
+                "level applies to gzip only: remove it, or use algorithm: gzip",
+                ".level",
+            )
+        )
+    )
+
+    algorithm: Literal["gzip", "none"] = Field(
+        default="gzip", description="gzip (the default), or none to store the data uncompressed."
+    )
+    level: Annotated[int, Field(ge=MIN_LEVEL, le=MAX_LEVEL)] | None = Field(
+        default=None,
+        description=f"gzip level {MIN_LEVEL}..{MAX_LEVEL}; absent or {DEFAULT_LEVEL} is the "
+        "default level, below it the fastest (ISA-L) levels. Only with algorithm gzip.",
     )
 
 
@@ -310,7 +328,9 @@ class BackupRunSpec(_Model):
     restore: Action | None = Field(default=None, description="How to load the data back.")
     storage: StorageRef
     compression: Compression | None = Field(
-        default=None, description="Compress with gzip; absent: store uncompressed."
+        default=None,
+        description="How to compress; absent: gzip at the default level. "
+        "algorithm: none stores the data uncompressed.",
     )
     encryption: Encryption | None = Field(
         default=None, description="Encrypt with age; absent: store unencrypted."
@@ -322,7 +342,8 @@ class BackupRunStatus(_Model):
     phase: Literal["Pending", "Running", "Succeeded", "Failed", "Error"] | None = None
     conditions: list[Condition] | None = Field(
         default=None,
-        description="InProgress, Successful, Failed, Restorable, Encrypted, Compressed.",
+        description="InProgress, Successful, Failed, Restorable, Encrypted, Compressed "
+        "(True unless compression.algorithm is none).",
     )
     path: str | None = Field(default=None, description="The object key the backup was written to.")
     url: str | None = None

@@ -24,6 +24,7 @@ from generator.models import (
     Action,
     BackupRunSpec,
     BackupStorage,
+    Compression,
 )
 from generator.podtemplate import PodSpec
 
@@ -157,11 +158,10 @@ def _streamer_args(
     args += ["--container", action.container]
     args += _storage_args(ctx.storage)
     if kind == "backup":
-        if spec.compression is None:
-            args += ["--compression", "none"]
-        else:
-            args += ["--compression", spec.compression.algorithm]
-            args += ["--level", str(spec.compression.level)]
+        compression = spec.compression or Compression()
+        args += ["--compression", compression.algorithm]
+        if compression.level is not None:
+            args += ["--level", str(compression.level)]
         for recipient in spec.encryption.recipients if spec.encryption else ():
             args += ["--recipient", recipient]
         args += ["--path-template", _path_template(spec.storage.path)]

@@ -28,6 +28,7 @@ from generator.models import (
     BackupRunSpec,
     BackupSchedule,
     BackupStorage,
+    Compression,
     Object,
 )
 from generator.render.pod import ActionKind, PodContext, action_template, workflow_pod_fields
@@ -67,15 +68,18 @@ class RenderOptions:
 
 
 def _summary(spec: BackupRunSpec, storage: BackupStorage) -> str:
-    parts = []
-    if spec.compression is not None:
-        parts.append(f"{spec.compression.algorithm} level {spec.compression.level}")
+    compression = spec.compression or Compression()
+    if compression.algorithm == "none":
+        parts = ["uncompressed"]
+    elif compression.level is None:
+        parts = ["gzip-compressed"]
+    else:
+        parts = [f"gzip-compressed at level {compression.level}"]
     if spec.encryption is not None:
         count = len(spec.encryption.recipients)
         parts.append(f"age-encrypted for {count} recipient{'s' if count > 1 else ''}")
-    how = f", {', '.join(parts)}" if parts else ""
     bucket = storage.spec.parameters.bucket
-    return f"BackupStorage `{storage.metadata.name}` (bucket `{bucket}`){how}"
+    return f"BackupStorage `{storage.metadata.name}` (bucket `{bucket}`), {', '.join(parts)}"
 
 
 def _backup_text(action: Action, spec: BackupRunSpec, storage: BackupStorage) -> str:

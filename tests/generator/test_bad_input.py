@@ -66,7 +66,10 @@ CASES = [
     ("level-too-low", lambda st, s: _spec(s).update(compression={"level": -3}),
      f"{RUN_SPEC}.compression.level", "greater than or equal to -2"),
     ("unknown-compression", lambda st, s: _spec(s).update(compression={"algorithm": "zstd"}),
-     f"{RUN_SPEC}.compression.algorithm", "'gzip'"),
+     f"{RUN_SPEC}.compression.algorithm", "'gzip' or 'none'"),
+    ("level-without-compression", lambda st, s: _spec(s).update(
+        compression={"algorithm": "none", "level": 6}),
+     f"{RUN_SPEC}.compression.level", "level applies to gzip only"),
     ("container-without-command", lambda st, s: _container(s).pop("command"),
      f"{RUN_SPEC}.template.spec.containers[0].command",
      'add e.g. command: ["sleep", "1d"]'),

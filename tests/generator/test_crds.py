@@ -96,6 +96,10 @@ def test_defaults_match_the_seed() -> None:
     assert props["failedRunsHistoryLimit"]["default"] == 1
     run_spec = props["template"]["properties"]["spec"]["properties"]
     assert run_spec["retainPolicy"]["default"] == "Retain"
+    compression = run_spec["compression"]["properties"]
+    assert compression["algorithm"]["default"] == "gzip"
+    # A defaulted level would make the API server refuse every algorithm: none.
+    assert "default" not in compression["level"]
 
 
 def _inputs() -> list[tuple[str, dict[str, Any]]]:
@@ -162,6 +166,8 @@ REFUSED_BY_BOTH = [
                  id="level-too-low"),
     pytest.param(RUN, _set("spec.compression", {"algorithm": "zstd"}), "zstd",
                  id="unknown-compression"),
+    pytest.param(RUN, _set("spec.compression", {"algorithm": "none", "level": 6}),
+                 "level applies to gzip only", id="level-without-compression"),
     pytest.param(RUN, _set("spec.retainPolicy", "Keep"), "Keep", id="bad-retain-policy"),
     pytest.param(RUN, _set("spec.backup.deadlineSeconds", 0), "0", id="zero-deadline"),
     pytest.param(RUN, _set(f"{_RUN_POD}.restartPolicy", "Always"), "Always",

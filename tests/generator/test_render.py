@@ -87,6 +87,26 @@ def test_streamer_runs_in_its_own_pod_and_execs_into_the_container() -> None:
     assert [s["name"] for s in template["sidecars"]] == ["mysql"]
 
 
+@pytest.mark.parametrize(
+    ("case", "compression", "level"),
+    [
+        pytest.param("seed", "gzip", None, id="absent-is-gzip-at-the-default-level"),
+        pytest.param("suspended-timezone", "gzip", None, id="empty-is-gzip"),
+        pytest.param("compression-only", "gzip", "-2", id="gzip-with-level"),
+        pytest.param("encryption-only", "none", None, id="none-turns-it-off"),
+    ],
+)
+def test_compression_is_gzip_unless_turned_off(
+    case: str, compression: str, level: str | None
+) -> None:
+    doc = rendered(case)[0]
+    args = _template(doc)["container"]["args"]
+    assert _flag(args, "--compression") == compression
+    assert (_flag(args, "--level") if "--level" in args else None) == level
+    description = doc["metadata"]["annotations"]["workflows.argoproj.io/description"]
+    assert ("uncompressed" in description) == (compression == "none")
+
+
 def test_deadline_maps_to_both_deadlines() -> None:
     template = _template(rendered("seed")[0])
     assert _flag(template["container"]["args"], "--deadline") == "300"
