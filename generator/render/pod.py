@@ -37,6 +37,7 @@ __all__ = [
     "OUTPUTS_VOLUME",
     "OUTPUT_PARAMETERS",
     "SIDECAR_GRACE_SECONDS",
+    "STREAMER_COMMAND",
     "ActionKind",
     "PodContext",
     "action_template",
@@ -59,6 +60,9 @@ OUTPUT_PARAMETERS = ("path", "url", "size", "sizeInBytes", "sha256")
 #: Argo's deadline is a backstop behind the streamer's own ``--deadline``, which stops the
 #: command and aborts the upload cleanly; this margin lets the streamer act first.
 DEADLINE_MARGIN_SECONDS = 60
+#: The image's entrypoint, named so that Argo's executor never has to look it up in the
+#: registry (it cannot for an image loaded into the nodes or behind pull credentials).
+STREAMER_COMMAND = ("streamer",)
 #: Sidecars such as ``sleep 1d`` ignore SIGTERM; a short grace period ends the Pod promptly.
 SIDECAR_GRACE_SECONDS = 5
 
@@ -186,6 +190,7 @@ def _main(kind: ActionKind, spec: BackupRunSpec, action: Action, ctx: PodContext
     return m.Container(
         name="main",
         image=ctx.image,
+        command=list(STREAMER_COMMAND),
         args=_streamer_args(kind, spec, action, ctx),
         env=_env(ctx.storage),
         volume_mounts=mounts or None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import tomllib
 from typing import Any
 
 import pytest
@@ -12,10 +13,14 @@ import yaml
 from generator.checks import check_cron
 from generator.generate import render_texts
 from generator.render import RenderOptions, k8s_literal
-from generator.render.pod import DEADLINE_MARGIN_SECONDS, SIDECAR_GRACE_SECONDS
+from generator.render.pod import (
+    DEADLINE_MARGIN_SECONDS,
+    SIDECAR_GRACE_SECONDS,
+    STREAMER_COMMAND,
+)
 from streamer.cli import main as streamer
 from streamer.pathtemplate import render_path
-from tests.generator.conftest import GOLDEN
+from tests.generator.conftest import GOLDEN, ROOT
 
 
 def rendered(case: str) -> list[dict[str, Any]]:
@@ -80,6 +85,8 @@ def test_literal_path_is_passed_as_is() -> None:
 
 def test_streamer_runs_in_its_own_pod_and_execs_into_the_container() -> None:
     template = _template(rendered("seed")[0])
+    # Argo's executor would otherwise look the entrypoint up in the image's registry.
+    assert template["container"]["command"] == ["streamer"]
     args = template["container"]["args"]
     assert args[:2] == ["backup", "s3://backups/"]
     assert _flag(args, "--pod") == "$(POD_NAME)"
@@ -234,6 +241,11 @@ def test_the_streamer_accepts_every_command_line_written(name: str, args: list[s
             template = base64.b64decode(template.removeprefix("base64:")).decode()
         variables = dict(v.split("=", 1) for v in ctx.params["variables"])
         assert render_path(template, variables)
+
+
+def test_the_command_is_the_streamer_console_script() -> None:
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts[STREAMER_COMMAND[0]] == "streamer.cli:main"
 
 
 def test_quantities_may_be_numbers() -> None:
