@@ -16,6 +16,9 @@ import pytest
 from streamer.sources.exec import ExecRunner
 from tests.exec.apiserver import ApiServer, PodSpec, make_tls, write_kubeconfig
 
+# The database fixtures (fresh MariaDB/PostgreSQL databases, dropped afterwards) are shared.
+from tests.streamer.test_databases import mariadb, postgres  # noqa: F401
+
 #: The bearer token of the loopback API server: tests assert it never appears in any output.
 EXEC_TOKEN = "kube-TOKEN-DoNoTlEaK-93be1c0d"
 NAMESPACE = "backups"
