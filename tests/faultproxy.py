@@ -11,6 +11,7 @@ request line (``"PUT /bucket/key?partNumber=1&uploadId=… HTTP/1.1"``) matches:
         proxy.fail(times=2, status=503, code="SlowDown", match="partNumber=")
         proxy.reset(times=1, after_bytes=65536, match="partNumber=")      # mid-body, upload
         proxy.reset(times=1, after_bytes=65536, direction="response", match="^GET ")
+        proxy.cut_connections()                                          # now, mid-response
         ...  # point the client at proxy.url
 
 ``times=FOREVER`` makes a fault persistent. Requests must carry a Content-Length (as botocore's
@@ -97,6 +98,7 @@ class FaultProxy:
         #: Every request line seen, in arrival order, with the fault it got (or "forwarded").
         self.log: list[tuple[str, str]] = []
         self._threads: list[threading.Thread] = []
+        self._open: set[socket.socket] = set()
         self._acceptor = threading.Thread(target=self._accept, name="faultproxy", daemon=True)
 
     @property
@@ -161,6 +163,15 @@ class FaultProxy:
                 direction=direction,
             )
         )
+
+    def cut_connections(self) -> int:
+        """End every open connection now: responses in flight end early. Returns how many."""
+        with self._lock:
+            open_now = list(self._open)
+        for sock in open_now:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        return len(open_now)
 
     def clear(self) -> None:
         """Drop every fault not yet used up."""
@@ -232,6 +243,8 @@ class FaultProxy:
     # -- one request per connection ----------------------------------------------------------
 
     def _serve(self, client: socket.socket) -> None:
+        with self._lock:
+            self._open.add(client)
         reader = client.makefile("rb")
         reset = False
         try:
@@ -270,6 +283,8 @@ class FaultProxy:
         except (OSError, ValueError):
             pass  # the client or the server went away; nothing to report
         finally:
+            with self._lock:
+                self._open.discard(client)
             reader.close()
             if reset:
                 client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

@@ -1,4 +1,4 @@
-"""S3 storage: a streamed multipart upload that appears only on commit, and a parallel reader.
+"""S3 storage: a streamed multipart upload that appears only on commit, and a streamed reader.
 
 A backup is a stream of unknown length that must never be staged on disk nor held whole in
 memory, and must appear in the bucket only when it is complete. So the writer is a multipart
@@ -6,24 +6,26 @@ upload: it fills one part buffer at a time, hands full parts to a small thread p
 ``write`` while ``parts_in_flight`` uploads are running, so memory is about part size times
 (parts in flight + 1). :func:`part_size` grows the parts as the part numbers rise, so any
 stream up to S3's 5 TiB object maximum fits the 10,000-part limit while small and medium
-streams use small parts.
-``commit`` completes the upload; every failure aborts it, so no partial object is ever visible
-and an existing object under the same key is only replaced by a complete one.
+streams use small parts. ``commit`` completes the upload; every failure aborts it, so no
+partial object is ever visible and an existing object under the same key is only replaced by a
+complete one.
 
-The reader heads the object, then fetches fixed-size ranges in parallel (a bounded window,
-reassembled in order, each pinned to the ETag it started with) so a restore is not limited to
-one connection's throughput.
+The reader heads the object (size, ETag), then either streams it over one connection, resuming
+with a ranged GET where a lost connection broke off, or, with ``ranges_in_flight`` > 1, fetches
+ranges in parallel (a bounded window, reassembled in order) for servers whose per-connection
+throughput is the limit. Every GET is pinned to the ETag the read started with.
 
 Every request is retried here, not in botocore, when it is idempotent and the failure is
 transient (connection reset, timeout, 5xx, throttling): a bounded number of attempts with
 jittered exponential backoff, and the final error names the operation, the part and the
-object. Reading a range's body is part of the attempt, so a connection lost mid-body is retried
-too. This is the only module that imports boto3 and botocore; their exceptions are translated
-into :class:`~streamer.errors.StorageError` here and never leave it.
+object. Reading a response body is part of the attempt, so a connection lost mid-body is
+retried too. This is the only module that imports boto3 and botocore; their exceptions are
+translated into :class:`~streamer.errors.StorageError` here and never leave it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import functools
 import logging
@@ -240,6 +242,10 @@ class S3Storage(Storage):
             raise ConfigError(
                 f"parts in flight must be at least 1, not {self.settings.parts_in_flight}"
             )
+        if self.settings.ranges_in_flight < 1:
+            raise ConfigError(
+                f"ranges in flight must be at least 1, not {self.settings.ranges_in_flight}"
+            )
         if self.settings.max_attempts < 1:
             raise ConfigError(f"max attempts must be at least 1, not {self.settings.max_attempts}")
         first = self.settings.part_size or DEFAULT_PART_SIZE
@@ -257,7 +263,10 @@ class S3Storage(Storage):
         return _S3Writer(self, key)
 
     def open_reader(self, key: str) -> ObjectReader:
-        return _S3Reader(self, key)
+        """Stream the object over one connection, or in parallel ranges if so configured."""
+        if self.settings.ranges_in_flight > 1:
+            return _S3RangeReader(self, key)
+        return _S3StreamReader(self, key)
 
     def check(self) -> None:
         """Raise StorageError unless the bucket is reachable with these credentials."""
@@ -628,7 +637,88 @@ class _S3Writer(ObjectWriter):
 # -- the reader ---------------------------------------------------------------------------------
 
 
-class _S3Reader(ObjectReader):
+def _head(storage: S3Storage, key: str) -> tuple[int, str]:
+    """The object's size and ETag; ObjectNotFound, or which credentials problem it is."""
+    client = storage.client
+    try:
+        head = storage.call(
+            "head_object", key, lambda: client.head_object(Bucket=storage.bucket, Key=key)
+        )
+    except StorageError as exc:
+        if _forbidden(exc):
+            # HEAD responses carry no error code; a one-byte GET tells bad credentials apart
+            # from a forbidden bucket or object.
+            storage.call(
+                "get_object",
+                key,
+                lambda: client.get_object(Bucket=storage.bucket, Key=key, Range="bytes=0-0"),
+            )
+        raise
+    return int(head["ContentLength"]), str(head["ETag"])
+
+
+class _S3StreamReader(ObjectReader):
+    """One GET streamed over one connection; a lost connection resumes where it broke off.
+
+    Each resumption is a ranged GET pinned to the ETag the read started with, so a replaced
+    object is an error rather than a splice of two objects.
+    """
+
+    def __init__(self, storage: S3Storage, key: str) -> None:
+        super().__init__()
+        self._storage = storage
+        self._key = key
+        self._body: Any = None
+        self._offset = 0
+        self.size, self._etag = _head(storage, key)
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        if self.closed:
+            raise ValueError("read from a closed reader")
+        size = self.size or 0
+        want = min(len(buffer), size - self._offset)
+        if want <= 0:
+            self._drop_body()
+            return 0
+        data = self._storage.call(
+            f"get_object bytes={self._offset}-{size - 1}", self._key, lambda: self._read(want)
+        )
+        count = len(data)
+        memoryview(buffer).cast("B")[:count] = data
+        self._offset += count
+        return count
+
+    def _read(self, want: int) -> bytes:
+        """One attempt: (re)open the stream at the current offset if needed, read from it."""
+        if self._body is None:
+            extra = {"Range": f"bytes={self._offset}-"} if self._offset else {}
+            response = self._storage.client.get_object(
+                Bucket=self._storage.bucket, Key=self._key, IfMatch=self._etag, **extra
+            )
+            self._body = response["Body"]
+        try:
+            data: bytes = self._body.read(want)
+        except BaseException:
+            self._drop_body()
+            raise
+        if not data:
+            self._drop_body()
+            raise IncompleteReadError(actual_bytes=self._offset, expected_bytes=self.size or 0)
+        return data
+
+    def _drop_body(self) -> None:
+        body, self._body = self._body, None
+        if body is not None:
+            with contextlib.suppress(Exception):
+                body.close()
+
+    def close(self) -> None:
+        if not self.closed and hasattr(self, "_body"):
+            self._drop_body()
+        super().close()
+
+
+class _S3RangeReader(ObjectReader):
     """Ranges fetched by a pool, a bounded window ahead of the consumer, delivered in order."""
 
     def __init__(self, storage: S3Storage, key: str) -> None:
@@ -638,30 +728,13 @@ class _S3Reader(ObjectReader):
         self._bucket = storage.bucket
         self._key = key
         self._range_size = storage.range_size
-        self._window = storage.settings.parts_in_flight
+        self._window = storage.settings.ranges_in_flight
         self._cancelled = threading.Event()
         self._pending: deque[Future[bytes]] = deque()
         self._next_offset = 0
         self._current = memoryview(b"")
         self._pool: ThreadPoolExecutor | None = None
-        try:
-            head = storage.call(
-                "head_object", key, lambda: self._client.head_object(Bucket=self._bucket, Key=key)
-            )
-        except StorageError as exc:
-            if _forbidden(exc):
-                # HEAD responses carry no error code; a one-byte GET tells bad credentials
-                # apart from a forbidden bucket or object.
-                storage.call(
-                    "get_object",
-                    key,
-                    lambda: self._client.get_object(
-                        Bucket=self._bucket, Key=key, Range="bytes=0-0"
-                    ),
-                )
-            raise
-        self.size = int(head["ContentLength"])
-        self._etag = str(head["ETag"])
+        self.size, self._etag = _head(storage, key)
         self._pool = ThreadPoolExecutor(self._window, thread_name_prefix="s3-download")
         for _ in range(self._window):
             self._schedule()

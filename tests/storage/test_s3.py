@@ -45,9 +45,14 @@ def _parts_in(client: Any, bucket: str, key: str) -> int:
     return int(etag.partition("-")[2] or 1)
 
 
+@pytest.mark.parametrize(
+    "ranges", [pytest.param(1, id="streamed"), pytest.param(WINDOW, id="parallel-ranges")]
+)
 @pytest.mark.parametrize(("size", "parts"), SIZES)
-def test_round_trip(s3_client: Any, bucket: str, s3_env: str, size: int, parts: int) -> None:
-    storage = S3Storage(bucket, settings(), part_sizes=_growing)
+def test_round_trip(
+    s3_client: Any, bucket: str, s3_env: str, size: int, parts: int, ranges: int
+) -> None:
+    storage = S3Storage(bucket, settings(ranges_in_flight=ranges), part_sizes=_growing)
     data = payload(size)
     with storage.open_writer("dir/object") as writer:
         write_in_chunks(writer, data)
@@ -68,11 +73,10 @@ def test_url_and_open_storage(s3_env: str) -> None:
     assert storage.url("x/y") == "s3://some-bucket/x/y"
 
 
-def test_a_parallel_ranged_read_is_byte_identical(
-    s3_client: Any, bucket: str, storage: S3Storage
-) -> None:
+def test_a_parallel_ranged_read_is_byte_identical(s3_client: Any, bucket: str, s3_env: str) -> None:
     data = payload(5 * PART + 12345, seed=7)
     s3_client.put_object(Bucket=bucket, Key="big", Body=data)
+    storage = S3Storage(bucket, settings(ranges_in_flight=WINDOW))
     calls = _Concurrency(storage.client, "get_object")
     storage.client = calls
     reader = storage.open_reader("big")
@@ -168,6 +172,7 @@ def test_a_missing_object_is_object_not_found_naming_the_url(storage: S3Storage,
         pytest.param({"part_size": MIN_PART_SIZE - 1}, id="part-size-too-small"),
         pytest.param({"parts_in_flight": 0}, id="no-parts-in-flight"),
         pytest.param({"max_attempts": 0}, id="no-attempts"),
+        pytest.param({"ranges_in_flight": 0}, id="no-ranges-in-flight"),
     ],
 )
 def test_invalid_settings_are_config_errors(s3_env: str, overrides: dict[str, Any]) -> None:
