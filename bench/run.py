@@ -96,10 +96,20 @@ def _start_s3(env: dict[str, str]) -> subprocess.Popen[bytes]:
             break
         except OSError:
             time.sleep(0.1)
+    _s3_client(env).create_bucket(Bucket=BUCKET)
+    return server
+
+
+def _s3_client(env: dict[str, str]):  # type: ignore[no-untyped-def]
     import boto3
 
-    boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL_S3"]).create_bucket(Bucket=BUCKET)
-    return server
+    return boto3.client(
+        "s3",
+        endpoint_url=env["AWS_ENDPOINT_URL_S3"],
+        region_name=env["AWS_REGION"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
 
 
 def _tools() -> dict[str, str]:
@@ -192,13 +202,9 @@ def _run_all(
         f"{tools['aws']} s3 cp --only-show-errors - {s3}/reference.sql.gz.age"
     )
     results["backup_reference"] = _isolated(
-        ["gzip | age | aws s3 cp", size, "sh", "-c", reference], env
+        ["reference backup (gzip, age, aws s3 cp)", size, "sh", "-c", reference], env
     )
-    import boto3
-
-    head = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL_S3"]).head_object(
-        Bucket=BUCKET, Key="reference.sql.gz.age"
-    )
+    head = _s3_client(env).head_object(Bucket=BUCKET, Key="reference.sql.gz.age")
     results["backup_reference"].stored_bytes = int(head["ContentLength"])
 
     results["restore_streamer"] = _isolated(
@@ -222,7 +228,7 @@ def _run_all(
         f"{tools['age']} -d -i {key} | {tools['gzip']} -d > /dev/null"
     )
     results["restore_reference"] = _isolated(
-        ["aws s3 cp | age -d | gzip -d", size, "sh", "-c", reference], env
+        ["reference restore (aws s3 cp, age -d, gzip -d)", size, "sh", "-c", reference], env
     )
 
     for label in memory_sizes:

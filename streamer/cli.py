@@ -178,7 +178,9 @@ def _emit(summary: Summary, as_json: bool, outputs: Path | None) -> None:
 
 def _run(action: Callable[[], None]) -> NoReturn:
     """Run ``action``; turn every expected failure into one line and an exit code."""
-    previous = {signum: signal.signal(signum, _on_signal) for signum in (signal.SIGTERM, signal.SIGINT)}
+    previous = {
+        signum: signal.signal(signum, _on_signal) for signum in (signal.SIGTERM, signal.SIGINT)
+    }
     try:
         action()
     except StreamerError as exc:

@@ -372,21 +372,25 @@ def _stream_plaintext(
     options: RestoreOptions,
     what: str,
 ) -> bool:
-    """Decrypt/decompress ``stored`` into ``sink``; return whether it was gzip."""
-    behind = WriteBehind(sink)
+    """Decrypt/decompress ``stored`` into ``sink``; return whether it was gzip.
+
+    Decryption runs in this thread; decompression and the writes to ``sink`` run in a
+    write-behind thread, so on two cores the two halves overlap.
+    """
+    plain = _Decompressing(sink, options.compression, what)
+    behind = WriteBehind(plain)
     try:
         gathered = Coalesce(behind, CHUNK)
-        plain = _Decompressing(gathered, options.compression, what)
         if encrypted:
-            age.decrypt(stored, plain, options.identities, what)
+            age.decrypt(stored, gathered, options.identities, what)
         else:
-            _copy(stored, plain)
-        plain.finish()
+            _copy(stored, gathered)
         gathered.flush()
     except BaseException:
         behind.abandon()
         raise
     behind.close()
+    plain.finish()
     return plain.compressed
 
 
