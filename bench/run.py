@@ -273,18 +273,18 @@ def _report(results: dict[str, Measure], *, quick: bool) -> None:
         "rss_mib": max(m.peak_rss_mib for m in mem),
         "rss_growth": mem[-1].peak_rss_mib / mem[0].peak_rss_mib,
     }
-    print()
-    print(
-        f"backup:  streamer {ratios['backup_speedup']:.2f}x the reference's throughput (target ≥ 5x)"
-    )
-    print(f"         output {ratios['backup_size']:.3f}x the reference's size (target ≤ 1.05x)")
-    print(
-        f"restore: streamer {ratios['restore_speedup']:.2f}x the reference's throughput (target ≥ 3x)"
-    )
-    print(
-        f"memory:  peak RSS {mem[0].peak_rss_mib:.0f} MiB ({mem[0].name}) vs {mem[-1].peak_rss_mib:.0f} MiB "
-        f"({mem[-1].name}): {ratios['rss_growth']:.2f}x (target ≤ 128 MiB, growth ≤ 1.10x)"
-    )
+    first, last = mem[0], mem[-1]
+    lines = [
+        f"backup:  streamer {ratios['backup_speedup']:.2f}x the reference's throughput "
+        "(target >= 5x)",
+        f"         output {ratios['backup_size']:.3f}x the reference's size (target <= 1.05x)",
+        f"restore: streamer {ratios['restore_speedup']:.2f}x the reference's throughput "
+        "(target >= 3x)",
+        f"memory:  peak RSS {first.peak_rss_mib:.0f} MiB ({first.name}) vs "
+        f"{last.peak_rss_mib:.0f} MiB ({last.name}): {ratios['rss_growth']:.2f}x "
+        "(target <= 128 MiB, growth <= 1.10x)",
+    ]
+    print("\n" + "\n".join(lines))
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     (out / ("quick.json" if quick else "latest.json")).write_text(
