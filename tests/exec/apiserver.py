@@ -81,6 +81,8 @@ class ExecRecord:
     stdout: bool
     stdin_closed_by_signal: bool = False
     exit_code: int | None = None
+    #: stdout bytes handed to the WebSocket, stdin bytes taken from it (for back-pressure tests)
+    counted: int = 0
 
 
 class ApiServer:
@@ -290,6 +292,7 @@ class _Session:
         """Count payload bytes; drop the connection (no close frame) past ``drop_after``."""
         limit = self.behaviour.drop_after
         self.counted += size
+        self.record.counted = self.counted
         if limit is not None and self.counted >= limit and not self.dropped.is_set():
             self.dropped.set()
             with contextlib.suppress(OSError):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -17,7 +18,7 @@ from kubernetes import client as k8s_client
 
 from streamer.errors import ConfigError, SourceError, StdinClosed, StreamerError
 from streamer.sources.base import Command, ExitStatus, Mode
-from streamer.sources.exec import MAX_STDERR_LINE, ExecRunner, parse_status
+from streamer.sources.exec import MAX_STDERR_LINE, ExecRunner, mask, parse_status
 from tests.exec.apiserver import V4, V5, ApiServer, PodSpec
 from tests.exec.conftest import EXEC_TOKEN, NAMESPACE, POD
 
@@ -248,6 +249,35 @@ def test_restore_dropped_connection_is_a_failure(runner: ExecRunner, apiserver: 
             command.wait()
 
 
+# -- flow control --------------------------------------------------------------------------------
+
+
+def test_a_slow_reader_pushes_back_on_the_command(runner: ExecRunner, apiserver: ApiServer) -> None:
+    """Backup: while the pipeline does not read (S3 is slow), the command is held back."""
+    with runner.start(["sh", "-c", "head -c 1000000000 /dev/zero"], Mode.BACKUP) as command:
+        assert command.readinto(memoryview(bytearray(1024))) == 1024
+        time.sleep(0.5)
+        sent = apiserver.execs[0].counted
+        time.sleep(0.5)
+        assert apiserver.execs[0].counted == sent  # stalled, not streaming into memory
+        assert sent < 32 * 1024 * 1024
+        command.kill()
+
+
+def test_a_slow_command_pushes_back_on_the_writer(runner: ExecRunner, apiserver: ApiServer) -> None:
+    """Restore: while the command does not read, write() blocks instead of buffering."""
+    with runner.start(["sh", "-c", "sleep 2; cat >/dev/null"], Mode.RESTORE) as command:
+        chunk = bytes(1 << 20)
+        written = 0
+        started = time.monotonic()
+        while time.monotonic() - started < 1.5:  # the command reads nothing for 2 s
+            command.write(chunk)
+            written += len(chunk)
+        assert written < 64 * len(chunk)
+        command.close_stdin()
+        assert command.wait().ok
+
+
 # -- kill (the deadline watchdog) ----------------------------------------------------------------
 
 
@@ -450,3 +480,12 @@ def test_no_credentials_is_a_config_error(tmp_path: Path, monkeypatch: pytest.Mo
 )
 def test_parse_status(status: object, expected: tuple[ExitStatus | None, str | None]) -> None:
     assert parse_status(status) == expected
+
+
+@pytest.mark.parametrize("size", [0, 1, 3, 4, 5, 125, 126, 65535, 65536, 256 * 1024 + 1])
+def test_mask_matches_websocket_client(size: int) -> None:
+    from websocket import ABNF
+
+    data, key = os.urandom(size), os.urandom(4)
+    assert mask(key, data) == ABNF.mask(key, data)
+    assert mask(key, memoryview(data)) == ABNF.mask(key, data)

@@ -1,0 +1,247 @@
+"""Benchmark: the exec hop against the local source, same corpus and settings, in one run.
+
+    python bench/exec.py             # 1 GB corpus, best of two rounds
+    python bench/exec.py --quick     # 32 MB, one round: a smoke run (CI)
+    python bench/exec.py --profile   # also profile one exec backup and restore (cProfile)
+
+The streamer backs up the same generated SQL dump (gzip + age, into S3) once with the command
+as a local process and once through ``--pod/--container``, and restores both the same way.
+S3 is moto and the exec endpoint is the tests' loopback API server over TLS, each in its own
+process on 127.0.0.1 and started here, so neither shares the streamer's interpreter. The
+command behind exec runs on this machine too: both sides compete for the same cores, which
+a real cluster would not make them do.
+
+Prints throughput (MB of plaintext per second), the exec/local ratio for backup and restore,
+and the streamer's peak RSS (VmHWM, polled from /proc). Nothing is asserted: timings on a
+shared machine are information, not a test. The issue's targets are shown for reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import pstats
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.corpus import chunks, parse_size  # noqa: E402
+
+BUCKET = "bench-exec"
+TOKEN = secrets.token_hex(16)  # the loopback API server's bearer token, fresh per run
+NAMESPACE, POD, CONTAINER = "bench", "run-pod", "main"
+TARGET_RATIO = 0.60
+TARGET_RSS_MIB = 128.0
+
+
+@dataclass
+class Run:
+    name: str
+    seconds: float
+    plaintext_bytes: int
+    peak_rss_mib: float
+
+    @property
+    def mb_per_s(self) -> float:
+        return self.plaintext_bytes / 1e6 / self.seconds
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_for_port(port: int, what: str) -> None:
+    for _ in range(300):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"{what} did not start on 127.0.0.1:{port}")
+
+
+def measure(name: str, argv: list[str], env: dict[str, str], plaintext: int) -> Run:
+    """Run ``argv``; wall time, and the peak RSS of that process (not of its parent)."""
+    peak_kib = 0
+    started = time.monotonic()
+    with subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL) as proc:
+        status = Path(f"/proc/{proc.pid}/status")
+        while proc.poll() is None:
+            with contextlib.suppress(OSError, ValueError):
+                for line in status.read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        peak_kib = max(peak_kib, int(line.split()[1]))
+            time.sleep(0.02)
+    seconds = time.monotonic() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"{name} failed with exit code {proc.returncode}")
+    return Run(name, seconds, plaintext, peak_kib / 1024)
+
+
+class Servers:
+    """moto and the loopback API server, each in its own process."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.procs: list[subprocess.Popen[bytes]] = []
+        s3_port = _free_port()
+        self.env = {
+            **os.environ,
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench-secret",
+            "AWS_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{s3_port}",
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "PYTHONPATH": str(ROOT),
+            "KUBECONFIG": str(workdir / "kubeconfig"),
+        }
+        for name in ("POD_NAME", "POD_NAMESPACE", "KUBERNETES_SERVICE_HOST"):
+            self.env.pop(name, None)
+        self._start([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(s3_port)])
+        _wait_for_port(s3_port, "moto")
+        kube_port = _free_port()
+        self._start(
+            [sys.executable, "-m", "tests.exec.apiserver", "--port", str(kube_port),
+             "--token", TOKEN, "--pod", f"{NAMESPACE}/{POD}", "--container", CONTAINER,
+             "--kubeconfig", str(workdir / "kubeconfig"), "--tls-dir", str(workdir)]
+        )  # fmt: skip
+        _wait_for_port(kube_port, "the loopback API server")
+        for _ in range(100):
+            if (workdir / "kubeconfig").exists():
+                break
+            time.sleep(0.05)
+        import boto3
+
+        boto3.client(
+            "s3",
+            endpoint_url=self.env["AWS_ENDPOINT_URL_S3"],
+            region_name="us-east-1",
+            aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"],
+        ).create_bucket(Bucket=BUCKET)
+
+    def _start(self, argv: list[str]) -> None:
+        self.procs.append(
+            subprocess.Popen(
+                argv,
+                cwd=ROOT,
+                env=self.env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def commands(source: str, corpus: Path, recipient: str, key: Path) -> tuple[list[str], list[str]]:
+    """The backup and restore argv (after ``streamer``) for ``local`` or ``exec``."""
+    where = ["--pod", POD, "--container", CONTAINER, "--namespace", NAMESPACE]
+    where = where if source == "exec" else []
+    url = f"s3://{BUCKET}/{source}.sql.gz.age"
+    backup = ["backup", url, "-r", recipient, *where, "--", "cat", str(corpus)]
+    restore = ["restore", url, "-i", str(key), *where, "--", "sh", "-c", "cat >/dev/null"]
+    return backup, restore
+
+
+def profile(servers: Servers, argv: list[str], out: Path, label: str) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "cProfile", "-o", str(out), "-m", "streamer", "-q", *argv],
+        env=servers.env,
+        stdout=subprocess.DEVNULL,
+        check=True,
+    )
+    print(f"\nprofile of the exec {label} (streamer's main thread; top by own time):")
+    stats = pstats.Stats(str(out))
+    stats.sort_stats("tottime").print_stats(12)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="32 MB, one round (CI smoke run)")
+    parser.add_argument("--size", help="corpus size (default 1G, or 32M with --quick)")
+    parser.add_argument("--rounds", type=int, help="rounds; the best of each is kept")
+    parser.add_argument("--profile", action="store_true", help="profile one exec run of each")
+    args = parser.parse_args()
+    size = parse_size(args.size or ("32M" if args.quick else "1G"))
+    rounds = args.rounds or (1 if args.quick else 2)
+
+    import pyrage
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-exec-"))
+    identity = pyrage.x25519.Identity.generate()
+    key = workdir / "key.txt"
+    key.write_text(f"{identity}\n")
+    recipient = str(identity.to_public())
+    corpus = workdir / "corpus.sql"
+    with corpus.open("wb") as f:
+        for chunk in chunks(size):
+            f.write(chunk)
+    streamer = [sys.executable, "-m", "streamer", "-q"]
+    servers = Servers(workdir)
+    best: dict[str, Run] = {}
+    try:
+        print(f"corpus: {size / 1e6:.0f} MB SQL dump, gzip + age, S3 (moto), {rounds} round(s)")
+        for _ in range(rounds):
+            for step in ("backup", "restore"):
+                for source in ("local", "exec"):
+                    backup, restore = commands(source, corpus, recipient, key)
+                    argv = backup if step == "backup" else restore
+                    run = measure(f"{step} {source}", [*streamer, *argv], servers.env, size)
+                    if run.name not in best or run.seconds < best[run.name].seconds:
+                        best[run.name] = run
+        if args.profile:
+            backup, restore = commands("exec", corpus, recipient, key)
+            profile(servers, backup, workdir / "backup.prof", "backup")
+            profile(servers, restore, workdir / "restore.prof", "restore")
+    finally:
+        servers.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    report(best, quick=args.quick)
+
+
+def report(runs: dict[str, Run], *, quick: bool) -> None:
+    print()
+    print("| run | seconds | MB/s | peak RSS MiB |")
+    print("|---|---|---|---|")
+    for run in runs.values():
+        print(f"| {run.name} | {run.seconds:.2f} | {run.mb_per_s:.0f} | {run.peak_rss_mib:.0f} |")
+    print()
+    for step in ("backup", "restore"):
+        local, exec_ = runs[f"{step} local"], runs[f"{step} exec"]
+        print(
+            f"{step:8} exec at {exec_.mb_per_s / local.mb_per_s:.0%} of local "
+            f"({exec_.mb_per_s:.0f} vs {local.mb_per_s:.0f} MB/s; target ≥ {TARGET_RATIO:.0%}), "
+            f"peak RSS {exec_.peak_rss_mib:.0f} MiB vs {local.peak_rss_mib:.0f} MiB "
+            f"(target ≤ {TARGET_RSS_MIB:.0f} MiB)"
+        )
+    if quick:
+        print("(quick run: a smoke test on a small corpus; the targets apply to the full run)")
+
+
+if __name__ == "__main__":
+    main()
