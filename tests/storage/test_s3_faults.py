@@ -23,12 +23,14 @@ from tests.storage.conftest import (
     read_all,
     settings,
     write_in_chunks,
+    write_then_fail,
 )
 
 UPLOAD_PART = r"^PUT .*partNumber="
 CREATE = r"^POST .*\?uploads"
 COMPLETE = r"^POST .*uploadId="
 RANGED_GET = r"^GET "
+ABORT = r"^DELETE .*uploadId="
 
 TRANSIENT_UPLOAD_FAULTS = [
     pytest.param(lambda p: p.fail(2, status=503, code="SlowDown", match=UPLOAD_PART), id="503-slowdown"),
@@ -40,6 +42,7 @@ TRANSIENT_UPLOAD_FAULTS = [
     pytest.param(lambda p: p.reset(1, match=CREATE), id="create-reset"),
     pytest.param(lambda p: p.reset(2, direction="response", match=CREATE), id="create-response-lost"),
     pytest.param(lambda p: p.fail(2, status=500, code="InternalError", match=COMPLETE), id="complete-500"),
+    pytest.param(lambda p: p.reset(1, direction="response", match=COMPLETE), id="complete-response-lost"),
 ]  # fmt: skip
 
 
@@ -86,6 +89,24 @@ def test_persistent_upload_faults_fail_abort_and_leave_no_object(
     assert list_keys(s3_client, bucket) == []
     assert pending_uploads(s3_client, bucket) == []
     assert proxy.requests(r"^DELETE .*uploadId="), "the upload was not aborted"
+
+
+@pytest.mark.parametrize(
+    "inject",
+    [
+        pytest.param(lambda p: p.reset(1, direction="response", match=ABORT), id="response-lost"),
+        pytest.param(lambda p: p.fail(2, status=503, code="SlowDown", match=ABORT), id="throttled"),
+    ],
+)
+def test_an_abort_is_retried_and_the_original_error_kept(
+    s3_client: Any, bucket: str, proxy: FaultProxy, faulty_storage: S3Storage, inject: Any
+) -> None:
+    inject(proxy)
+    with pytest.raises(RuntimeError, match="the command failed"):
+        write_then_fail(faulty_storage, "k", payload(PART + 1))
+    assert proxy.injected >= 1
+    assert list_keys(s3_client, bucket) == []
+    assert pending_uploads(s3_client, bucket) == []
 
 
 def test_a_failed_upload_never_replaces_the_existing_object(
