@@ -274,3 +274,22 @@ class _Eager:
 
     def read(self) -> bytes:
         return self._data
+
+
+def test_the_client_follows_the_settings_and_the_environment(s3_env: str, bucket: str) -> None:
+    from_env = S3Storage(bucket, settings())
+    assert from_env.client.meta.endpoint_url == s3_env  # AWS_ENDPOINT_URL_S3
+    assert from_env.client.meta.region_name == "us-east-1"  # AWS_REGION
+    explicit = S3Storage(
+        bucket,
+        settings(
+            endpoint_url=s3_env + "/", region="eu-west-3", path_style=True, parts_in_flight=12
+        ),
+    )
+    config = explicit.client.meta.config
+    assert explicit.client.meta.region_name == "eu-west-3"
+    assert config.s3["addressing_style"] == "path"
+    assert config.max_pool_connections >= 12
+    with explicit.open_writer("k") as writer:
+        writer.write(b"path-style")
+    assert read_all(explicit.open_reader("k")) == b"path-style"

@@ -234,6 +234,15 @@ def test_no_botocore_exception_leaves_the_storage_api(
         assert pending_uploads(s3_client, bucket) == []
 
 
+def test_a_forbidden_bucket_says_so(proxy: FaultProxy, faulty_storage: S3Storage) -> None:
+    proxy.fail(FOREVER, status=403, code="AccessDenied")
+    with pytest.raises(StorageError) as caught:
+        faulty_storage.check()
+    message = str(caught.value)
+    assert f"the bucket '{faulty_storage.bucket}' does not exist, or is forbidden" in message
+    assert "AccessDenied" in message
+
+
 @pytest.mark.parametrize("operation", OPERATIONS)
 def test_an_unreachable_endpoint_names_it(s3_env: str, operation: Any) -> None:
     endpoint = f"http://127.0.0.1:{free_port()}"
