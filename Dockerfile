@@ -22,10 +22,11 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY streamer ./streamer
 COPY generator ./generator
-# Core dependencies only, as wheels (isal, zlib-ng and pyrage ship binary wheels); then
-# precompile everything so a read-only root filesystem never needs a __pycache__ write.
-RUN /opt/streamer/bin/pip install --no-compile --only-binary=:all: . \
- && /opt/streamer/bin/python -m compileall -q -j 0 /opt/streamer \
+# Core dependencies only (isal, zlib-ng and pyrage ship binary wheels, so no compiler is
+# needed); then precompile everything, checked by hash rather than by mtime (which COPY need
+# not keep), so a read-only root filesystem never needs a __pycache__ write.
+RUN /opt/streamer/bin/pip install --no-compile . \
+ && /opt/streamer/bin/python -m compileall -q -j 0 --invalidation-mode unchecked-hash /opt/streamer \
  && /opt/streamer/bin/streamer --version
 
 FROM ${PYTHON_IMAGE}

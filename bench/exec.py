@@ -51,6 +51,8 @@ class Run:
     seconds: float
     plaintext_bytes: int
     peak_rss_mib: float
+    cpu_seconds: float  #: the streamer's, with its local command's
+    server_cpu_seconds: dict[str, float]  #: moto's and the API server's (with exec'd commands)
 
     @property
     def mb_per_s(self) -> float:
@@ -73,22 +75,42 @@ def _wait_for_port(port: int, what: str) -> None:
     raise SystemExit(f"{what} did not start on 127.0.0.1:{port}")
 
 
-def measure(name: str, argv: list[str], env: dict[str, str], plaintext: int) -> Run:
-    """Run ``argv``; wall time, and the peak RSS of that process (not of its parent)."""
+def _cpu_seconds(pid: int) -> float:
+    """CPU time of a running process and of its children it has waited for."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def measure(name: str, argv: list[str], servers: Servers, plaintext: int) -> Run:
+    """Run ``argv``: wall time, its peak RSS (not its parent's) and everyone's CPU time."""
     peak_kib = 0
+    before = servers.cpu()
     started = time.monotonic()
-    with subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL) as proc:
-        status = Path(f"/proc/{proc.pid}/status")
-        while proc.poll() is None:
-            with contextlib.suppress(OSError, ValueError):
-                for line in status.read_text().splitlines():
-                    if line.startswith("VmHWM:"):
-                        peak_kib = max(peak_kib, int(line.split()[1]))
-            time.sleep(0.02)
+    proc = subprocess.Popen(argv, env=servers.env, stdout=subprocess.DEVNULL)
+    status_file = Path(f"/proc/{proc.pid}/status")
+    while True:
+        with contextlib.suppress(OSError, ValueError):
+            for line in status_file.read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak_kib = max(peak_kib, int(line.split()[1]))
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        time.sleep(0.02)
     seconds = time.monotonic() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"{name} failed with exit code {proc.returncode}")
-    return Run(name, seconds, plaintext, peak_kib / 1024)
+    after = servers.cpu()
+    return Run(
+        name,
+        seconds,
+        plaintext,
+        peak_kib / 1024,
+        usage.ru_utime + usage.ru_stime,
+        {k: after[k] - before[k] for k in after},
+    )
 
 
 class Servers:
@@ -96,7 +118,7 @@ class Servers:
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
-        self.procs: list[subprocess.Popen[bytes]] = []
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
         s3_port = _free_port()
         self.env = {
             **os.environ,
@@ -111,10 +133,13 @@ class Servers:
         }
         for name in ("POD_NAME", "POD_NAMESPACE", "KUBERNETES_SERVICE_HOST"):
             self.env.pop(name, None)
-        self._start([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(s3_port)])
+        self._start(
+            "moto", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(s3_port)]
+        )
         _wait_for_port(s3_port, "moto")
         kube_port = _free_port()
         self._start(
+            "apiserver",
             [sys.executable, "-m", "tests.exec.apiserver", "--port", str(kube_port),
              "--token", TOKEN, "--pod", f"{NAMESPACE}/{POD}", "--container", CONTAINER,
              "--kubeconfig", str(workdir / "kubeconfig"), "--tls-dir", str(workdir)]
@@ -134,21 +159,22 @@ class Servers:
             aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"],
         ).create_bucket(Bucket=BUCKET)
 
-    def _start(self, argv: list[str]) -> None:
-        self.procs.append(
-            subprocess.Popen(
-                argv,
-                cwd=ROOT,
-                env=self.env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+    def cpu(self) -> dict[str, float]:
+        return {name: _cpu_seconds(proc.pid) for name, proc in self.procs.items()}
+
+    def _start(self, name: str, argv: list[str]) -> None:
+        self.procs[name] = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
 
     def stop(self) -> None:
-        for proc in self.procs:
+        for proc in self.procs.values():
             proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
+        for proc in self.procs.values():
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
@@ -211,7 +237,7 @@ def main() -> None:
                 for source in ("local", "exec"):
                     backup, restore = commands(source, corpus, recipient, key)
                     argv = backup if step == "backup" else restore
-                    run = measure(f"{step} {source}", [*streamer, *argv], servers.env, size)
+                    run = measure(f"{step} {source}", [*streamer, *argv], servers, size)
                     if run.name not in best or run.seconds < best[run.name].seconds:
                         best[run.name] = run
         if args.profile:
@@ -226,11 +252,15 @@ def main() -> None:
 
 def report(runs: dict[str, Run], *, quick: bool) -> None:
     print()
-    print("| run | seconds | MB/s | peak RSS MiB |")
-    print("|---|---|---|---|")
+    print("| run | seconds | MB/s | peak RSS MiB | CPU s: streamer | moto | API server + command |")
+    print("|---|---|---|---|---|---|---|")
     for run in runs.values():
-        print(f"| {run.name} | {run.seconds:.2f} | {run.mb_per_s:.0f} | {run.peak_rss_mib:.0f} |")
-    print()
+        other = run.server_cpu_seconds
+        print(
+            f"| {run.name} | {run.seconds:.2f} | {run.mb_per_s:.0f} | {run.peak_rss_mib:.0f} "
+            f"| {run.cpu_seconds:.1f} | {other['moto']:.1f} | {other['apiserver']:.1f} |"
+        )
+    print(f"\n({os.cpu_count()} CPUs: CPU seconds / wall seconds near that count is saturation)")
     for step in ("backup", "restore"):
         local, exec_ = runs[f"{step} local"], runs[f"{step} exec"]
         print(

@@ -182,21 +182,42 @@ class ExecRunner:
 
     # -- before exec ---------------------------------------------------------------------------
 
-    def _get_json(self, what: str, call: Any, *args: Any) -> dict[str, Any]:
+    def _get_json(self, what: str, path: str, **path_params: str) -> dict[str, Any]:
+        """GET one API object as plain JSON.
+
+        The generated API classes validate every call with pydantic, which costs ~23 MiB of
+        schemas for one GET; the client's serializer, auth and transport are used directly.
+        """
         try:
-            response = call(*args, _preload_content=False, _request_timeout=API_REQUEST_TIMEOUT)
-            data = json.loads(response.data)
-        except ApiException as exc:
-            raise SourceError(self._api_error(what, exc.status, exc.reason, exc.body)) from exc
+            method, url, headers, body, post = self._api.param_serialize(
+                method="GET",
+                resource_path=path,
+                path_params=path_params,
+                header_params={"Accept": "application/json"},
+                auth_settings=["BearerToken"],
+            )
+            response = self._api.call_api(
+                method, url, headers, body, post, _request_timeout=API_REQUEST_TIMEOUT
+            )
+            raw = response.read()
+        except ApiException as exc:  # the transport's wrapper for TLS and protocol errors
+            raise SourceError(
+                f"cannot reach the Kubernetes API server at {self._api.configuration.host} "
+                f"to {what}: {exc.reason}"
+            ) from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise SourceError(
                 f"cannot reach the Kubernetes API server at {self._api.configuration.host} "
-                f"to read {what}: {type(exc).__name__}"
+                f"to {what}: {_describe(exc)}"
             ) from exc
+        if not 200 <= response.status < 300:
+            raise SourceError(self._api_error(what, response.status, response.reason, raw))
+        try:
+            data = json.loads(raw)
         except ValueError as exc:
-            raise SourceError(f"the Kubernetes API server sent unreadable JSON for {what}") from exc
+            raise SourceError(f"the Kubernetes API server sent unreadable JSON to {what}") from exc
         if not isinstance(data, dict):
-            raise SourceError(f"the Kubernetes API server sent unexpected JSON for {what}")
+            raise SourceError(f"the Kubernetes API server sent unexpected JSON to {what}")
         return data
 
     def _api_error(self, what: str, status: int | None, reason: str | None, body: Any) -> str:
@@ -220,9 +241,7 @@ class ExecRunner:
         started (with an empty input); asking the version first keeps it from running at all.
         """
         try:
-            info = self._get_json(
-                "the API server version", k8s_client.VersionApi(self._api).get_code
-            )
+            info = self._get_json("read the API server version", "/version/")
         except SourceError as exc:
             log.debug("cannot read the API server version (%s); relying on the handshake", exc)
             return
@@ -243,13 +262,12 @@ class ExecRunner:
         deadline = time.monotonic() + self.ready_timeout
         delay, max_delay = READY_POLL_DELAYS
         announced = False
-        core = k8s_client.CoreV1Api(self._api)
         while True:
             pod = self._get_json(
                 f"read pod {self.namespace}/{self.pod}",
-                core.read_namespaced_pod,
-                self.pod,
-                self.namespace,
+                "/api/v1/namespaces/{namespace}/pods/{name}",
+                namespace=self.namespace,
+                name=self.pod,
             )
             state, detail = _container_state(pod, self.container)
             if state == "running":
@@ -606,6 +624,15 @@ def parse_status(status: Any) -> tuple[ExitStatus | None, str | None]:
                 if code != 0:
                     return ExitStatus(code, f"exit code {code}"), None
     return None, message
+
+
+def _describe(exc: BaseException) -> str:
+    """A short account of a transport error (urllib3 wraps the cause in MaxRetryError)."""
+    reason = getattr(exc, "reason", None)
+    if isinstance(exc, urllib3.exceptions.MaxRetryError) and isinstance(reason, BaseException):
+        exc = reason
+    text = str(exc)
+    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
 
 
 def _negotiated_protocol(sock: WebSocket) -> str | None:
