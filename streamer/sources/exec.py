@@ -10,10 +10,16 @@ The exec subprotocols (``v5.channel.k8s.io``, with ``v4.channel.k8s.io`` as the 
 may pick) multiplex channels over binary messages whose first byte is the channel: 0 stdin,
 1 stdout, 2 stderr, 3 the exit Status (JSON), 255 CLOSE (v5 only: ``[255, 0]`` closes stdin).
 A stream that ends without a Status is a failure, never a short success. v4 cannot close stdin,
-so a restore refuses a v4-only server before it sends anything.
+so a restore refuses a server older than 1.30 before exec (the command never starts), and a
+server that still negotiates v4 right after the handshake, before sending anything.
+
+Flow control is TCP's: a backup reads a frame only when the pipeline asks for bytes, and a
+restore's write blocks in the socket while the command is not reading; at most one frame is
+held either way. Pings keep idle-timeout proxies from cutting a command that is silent.
 
 Closing the connection is the only way to stop a remote command (the exec API has no signal
-channel): :meth:`ExecCommand.kill` does that, and the command sees its stdout or stdin closed.
+channel): :meth:`ExecCommand.kill` does that; the container runtime then closes the command's
+stdio, so it sees EOF or a broken pipe.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import functools
 import json
 import logging
 import os
+import queue
 import re
 import ssl
 import struct
@@ -69,6 +76,8 @@ DEFAULT_READY_TIMEOUT = 120.0
 DEFAULT_PING_INTERVAL = 20.0
 #: Largest stdin message sent; bigger messages cost fewer Python calls per byte.
 MAX_STDIN_FRAME = 256 * 1024
+#: Stdin messages waiting for the sender thread: a bounded 1 MiB between pipeline and socket.
+STDIN_QUEUE_DEPTH = 4
 #: A stderr line longer than this is logged in pieces, so a binary stderr cannot grow memory.
 MAX_STDERR_LINE = 64 * 1024
 #: The Status object is small; a larger channel 3 is a protocol error, not a reason to buffer.
@@ -147,7 +156,8 @@ class ExecRunner:
             except (k8s_config.ConfigException, OSError, ValueError, TypeError) as exc:
                 raise ConfigError(
                     "no Kubernetes credentials: not running in a Pod with a service account, "
-                    "and no usable kubeconfig (set KUBECONFIG or create ~/.kube/config)"
+                    "and no usable kubeconfig (set KUBECONFIG or create ~/.kube/config): "
+                    f"{str(exc)[:300]}"
                 ) from exc
         if namespace is None:
             namespace = _default_namespace(in_cluster)
@@ -377,9 +387,16 @@ class ExecCommand(Command):
         )
         self._pinger.start()
         self._reader: threading.Thread | None = None
+        self._sender: threading.Thread | None = None
+        # Stdin messages for the sender; None after the last one sends the CLOSE signal.
+        self._outbox: queue.Queue[bytes | None] = queue.Queue(maxsize=STDIN_QUEUE_DEPTH)
+        self._send_error: BaseException | None = None
+        self._closing = threading.Event()
         if mode is Mode.RESTORE:
             self._reader = threading.Thread(target=self._drain, name="exec-reader", daemon=True)
             self._reader.start()
+            self._sender = threading.Thread(target=self._send_loop, name="exec-sender", daemon=True)
+            self._sender.start()
 
     # -- the frame loop ------------------------------------------------------------------------
 
@@ -488,19 +505,48 @@ class ExecCommand(Command):
             raise StdinClosed("the restore command's input is already closed")
         view = memoryview(data).cast("B")
         while view:
-            if self._ended.is_set():
-                raise StdinClosed(f"the restore command in {self._where} stopped reading its input")
             chunk, view = view[:MAX_STDIN_FRAME], view[MAX_STDIN_FRAME:]
-            try:
-                self._send_stdin(chunk)
-                self._sent += len(chunk)
-            except (WebSocketException, OSError, AttributeError) as exc:
-                raise StdinClosed(
-                    f"the restore command in {self._where} stopped reading its input "
-                    "(the exec connection closed)"
-                ) from exc
+            self._enqueue(bytes(chunk))  # a copy: the caller may reuse its buffer
+            self._sent += len(chunk)
 
-    def _send_stdin(self, chunk: memoryview) -> None:
+    def _enqueue(self, item: bytes | None) -> None:
+        """Queue one stdin message; raise StdinClosed once the input can no longer arrive."""
+        while True:
+            if self._send_error is not None or self._ended.is_set():
+                raise StdinClosed(
+                    f"the restore command in {self._where} stopped reading its input"
+                ) from self._send_error
+            try:
+                self._outbox.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue  # the sender is blocked on the socket: that is the back-pressure
+
+    def _send_loop(self) -> None:
+        """Send queued stdin messages, so framing and TLS overlap the caller's decompression.
+
+        After a failure the queue is still drained (and discarded), so writers never block
+        on a sender that has given up; they see the failure instead.
+        """
+        while True:
+            try:
+                item = self._outbox.get(timeout=0.2)
+            except queue.Empty:
+                if self._closing.is_set():
+                    return
+                continue
+            if self._send_error is not None:
+                continue
+            try:
+                if item is None:
+                    if not self._ended.is_set():
+                        self._sock.send(bytes((CLOSE, STDIN)), ABNF.OPCODE_BINARY)
+                    return
+                self._send_stdin(item)
+            except (WebSocketException, OSError, AttributeError) as exc:
+                self._send_error = exc
+
+    def _send_stdin(self, chunk: bytes) -> None:
         """Send one stdin message, framed and masked here rather than by websocket-client.
 
         Masking is the costliest step of the restore path; :func:`mask` does it about 1.7x
@@ -521,10 +567,9 @@ class ExecCommand(Command):
         if not self._stdin_open:
             return
         self._stdin_open = False
-        if self._ended.is_set():
-            return
-        with contextlib.suppress(WebSocketException, OSError, AttributeError):
-            self._sock.send(bytes((CLOSE, STDIN)), ABNF.OPCODE_BINARY)
+        # After the queued data; if the input can no longer arrive, wait() reports why.
+        with contextlib.suppress(StdinClosed):
+            self._enqueue(None)
 
     def wait(self) -> ExitStatus:
         if self._reader is not None:
@@ -557,9 +602,12 @@ class ExecCommand(Command):
         self._stdin_open = False
         self.kill()
         self._stop_pinging.set()
-        if self._reader is not None:
-            self._reader.join(timeout=5)
-        self._pinger.join(timeout=5)
+        self._closing.set()
+        with contextlib.suppress(OSError, AttributeError):
+            self._sock.abort()  # a sender blocked on a peer that stopped reading wakes up too
+        for thread in (self._reader, self._sender, self._pinger):
+            if thread is not None:
+                thread.join(timeout=5)
         self._sock.shutdown()
         self._flush_stderr()
 
