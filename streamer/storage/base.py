@@ -30,7 +30,7 @@ class S3Settings:
     #: First part size in bytes; ``None`` chooses one (parts grow so any stream fits 10,000 parts).
     part_size: int | None = None
     #: Upload parts in flight at once; memory is about part size times this.
-    parts_in_flight: int = 4
+    parts_in_flight: int = 3
     #: Ranged GETs in flight when reading (memory: part size times this). 1 streams the object
     #: over one connection, which is fastest where a range costs as much as the whole object
     #: (moto); AWS S3 tops out near 100 MB/s per connection, and 4-8 ranges go faster there.
