@@ -388,8 +388,9 @@ class ExecCommand(Command):
         self._pinger.start()
         self._reader: threading.Thread | None = None
         self._sender: threading.Thread | None = None
-        # Stdin messages for the sender; None after the last one sends the CLOSE signal.
+        # Stdin messages for the sender; None only wakes it up.
         self._outbox: queue.Queue[bytes | None] = queue.Queue(maxsize=STDIN_QUEUE_DEPTH)
+        self._input_done = threading.Event()
         self._send_error: BaseException | None = None
         self._closing = threading.Event()
         if mode is Mode.RESTORE:
@@ -509,7 +510,7 @@ class ExecCommand(Command):
             self._enqueue(bytes(chunk))  # a copy: the caller may reuse its buffer
             self._sent += len(chunk)
 
-    def _enqueue(self, item: bytes | None) -> None:
+    def _enqueue(self, item: bytes) -> None:
         """Queue one stdin message; raise StdinClosed once the input can no longer arrive."""
         while True:
             if self._send_error is not None or self._ended.is_set():
@@ -526,25 +527,28 @@ class ExecCommand(Command):
         """Send queued stdin messages, so framing and TLS overlap the caller's decompression.
 
         After a failure the queue is still drained (and discarded), so writers never block
-        on a sender that has given up; they see the failure instead.
+        on a sender that has given up; they see the failure instead. Once close_stdin() was
+        called and the queue is empty, the CLOSE signal goes out and the sender ends.
         """
         while True:
             try:
                 item = self._outbox.get(timeout=0.2)
             except queue.Empty:
-                if self._closing.is_set():
-                    return
+                item = None
+            if item is not None:
+                if self._send_error is None:
+                    try:
+                        self._send_stdin(item)
+                    except (WebSocketException, OSError, AttributeError) as exc:
+                        self._send_error = exc
                 continue
-            if self._send_error is not None:
-                continue
-            try:
-                if item is None:
-                    if not self._ended.is_set():
+            if self._input_done.is_set() and self._outbox.empty():
+                if self._send_error is None and not self._ended.is_set():
+                    with contextlib.suppress(WebSocketException, OSError, AttributeError):
                         self._sock.send(bytes((CLOSE, STDIN)), ABNF.OPCODE_BINARY)
-                    return
-                self._send_stdin(item)
-            except (WebSocketException, OSError, AttributeError) as exc:
-                self._send_error = exc
+                return
+            if self._closing.is_set():
+                return
 
     def _send_stdin(self, chunk: bytes) -> None:
         """Send one stdin message, framed and masked here rather than by websocket-client.
@@ -564,12 +568,13 @@ class ExecCommand(Command):
             raw.sendall(body)
 
     def close_stdin(self) -> None:
+        """Have the sender send the CLOSE signal after the queued data; never blocks."""
         if not self._stdin_open:
             return
         self._stdin_open = False
-        # After the queued data; if the input can no longer arrive, wait() reports why.
-        with contextlib.suppress(StdinClosed):
-            self._enqueue(None)
+        self._input_done.set()
+        with contextlib.suppress(queue.Full):
+            self._outbox.put_nowait(None)  # wakes an idle sender; a busy one gets there itself
 
     def wait(self) -> ExitStatus:
         if self._reader is not None:

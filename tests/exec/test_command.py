@@ -6,6 +6,7 @@ Everything goes through the real ``kubernetes`` client path (kubeconfig, bearer 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -306,6 +307,26 @@ def test_kill_unblocks_a_blocked_restore_write(runner: ExecRunner) -> None:
         assert command.wait().code == 137
         killer.join()
         assert time.monotonic() - started < 5
+
+
+def test_close_stdin_never_blocks(runner: ExecRunner) -> None:
+    """A broken restore closes stdin and kills; closing must not wait for a stuck command."""
+    with runner.start(["sleep", "30"], Mode.RESTORE) as command:
+
+        def fill() -> None:
+            with contextlib.suppress(StdinClosed):
+                write_forever(command, bytes(1 << 20))
+
+        writer = threading.Thread(target=fill)
+        writer.start()
+        time.sleep(0.5)  # the socket and the queue are full; the writer is blocked
+        started = time.monotonic()
+        command.close_stdin()
+        assert time.monotonic() - started < 0.5
+        command.kill()
+        writer.join(timeout=5)
+        assert not writer.is_alive()
+        assert command.wait().code == 137
 
 
 def test_kill_after_the_command_ended_keeps_its_status(runner: ExecRunner) -> None:
