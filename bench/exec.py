@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import cProfile
 import os
 import pstats
 import secrets
@@ -29,6 +30,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,14 +196,47 @@ def commands(source: str, corpus: Path, recipient: str, key: Path) -> tuple[list
 
 def profile(servers: Servers, argv: list[str], out: Path, label: str) -> None:
     subprocess.run(
-        [sys.executable, "-m", "cProfile", "-o", str(out), "-m", "streamer", "-q", *argv],
+        [sys.executable, __file__, "--profile-run", str(out), "--", "-q", *argv],
         env=servers.env,
         stdout=subprocess.DEVNULL,
         check=True,
     )
-    print(f"\nprofile of the exec {label} (streamer's main thread; top by own time):")
+    print(f"\nprofile of the exec {label} (every thread of the streamer; top by own time):")
     stats = pstats.Stats(str(out))
-    stats.sort_stats("tottime").print_stats(12)
+    stats.sort_stats("tottime").print_stats(14)
+
+
+def profile_run(out: Path, argv: list[str]) -> None:
+    """Run the streamer CLI here with a profiler in every thread; merge them into ``out``."""
+    profiles: list[cProfile.Profile] = []
+    thread_run = threading.Thread.run
+
+    def profiled_run(self: threading.Thread) -> None:
+        profiler = cProfile.Profile()
+        profiles.append(profiler)
+        profiler.enable()
+        try:
+            thread_run(self)
+        finally:
+            profiler.disable()
+
+    threading.Thread.run = profiled_run  # type: ignore[method-assign]
+    from streamer.cli import main as streamer_main
+
+    main_profiler = cProfile.Profile()
+    main_profiler.enable()
+    try:
+        streamer_main(argv, standalone_mode=False)
+    except SystemExit as exc:
+        if exc.code:
+            raise
+    finally:
+        main_profiler.disable()
+    stats = pstats.Stats(main_profiler)
+    for profiler in profiles:
+        with contextlib.suppress(TypeError):  # a thread that never ran its target
+            stats.add(profiler)
+    stats.dump_stats(str(out))
 
 
 def main() -> None:
@@ -212,7 +247,12 @@ def main() -> None:
     parser.add_argument("--size", help="corpus size (default 1G, or 32M with --quick)")
     parser.add_argument("--rounds", type=int, help="rounds; the best of each is kept")
     parser.add_argument("--profile", action="store_true", help="profile one exec run of each")
+    parser.add_argument("--profile-run", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("streamer_args", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.profile_run:
+        profile_run(args.profile_run, args.streamer_args)
+        return
     size = parse_size(args.size or ("32M" if args.quick else "1G"))
     rounds = args.rounds or (1 if args.quick else 2)
 
