@@ -14,8 +14,9 @@ so a restore refuses a server older than 1.30 before exec (the command never sta
 server that still negotiates v4 right after the handshake, before sending anything.
 
 Flow control is TCP's: a backup reads a frame only when the pipeline asks for bytes, and a
-restore's write blocks in the socket while the command is not reading; at most one frame is
-held either way. Pings keep idle-timeout proxies from cutting a command that is silent.
+restore's write blocks while the socket is full and the command is not reading; one frame
+(backup) or four queued messages (restore, 1 MiB) are held at most. Pings keep proxies with
+idle timeouts from cutting a command that is silent for a long time.
 
 Closing the connection is the only way to stop a remote command (the exec API has no signal
 channel): :meth:`ExecCommand.kill` does that; the container runtime then closes the command's
@@ -354,8 +355,9 @@ class ExecCommand(Command):
 
     In backup mode the caller's :meth:`readinto` drives the frame loop, so a slow consumer
     leaves frames in the socket and TCP pushes back on the server; at most one frame is held.
-    In restore mode a reader thread takes stderr and the Status while the caller writes stdin;
-    :meth:`write` blocks on the socket, so a slow command pushes back on the pipeline.
+    In restore mode a reader thread takes stderr and the Status, and a sender thread frames,
+    masks and sends what :meth:`write` queues; the queue holds four messages, so when the
+    socket is full :meth:`write` blocks and a slow command pushes back on the pipeline.
     """
 
     def __init__(
