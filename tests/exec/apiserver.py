@@ -156,7 +156,8 @@ class ApiServer:
     def _http(self, connection: ServerConnection, request: Request) -> Response | None:
         parts = urlsplit(request.path)
         path = parts.path.rstrip("/").split("/")
-        if request.headers.get("Authorization") != f"Bearer {self.token}":
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or token != self.token:  # the scheme is case-insensitive
             return _status_response(http.HTTPStatus.UNAUTHORIZED, "Unauthorized", "Unauthorized")
         if parts.path.rstrip("/") == "/version":
             major, minor = self.behaviour.version

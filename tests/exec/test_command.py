@@ -13,6 +13,7 @@ import os
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from kubernetes import client as k8s_client
@@ -439,6 +440,32 @@ def test_pod_name_and_namespace_from_the_environment(
     runner = ExecRunner.from_environment(None, "db", None)
     assert runner.describe() == f"pod {NAMESPACE}/{POD} container db"
     with runner.start(["true"], Mode.BACKUP) as command:
+        assert command.wait().ok
+
+
+def test_in_cluster_credentials(
+    apiserver: ApiServer, tls: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As in the run's Pod: service account token and CA, POD_NAME, the namespace file."""
+    import kubernetes.config.incluster_config as incluster
+
+    from streamer.sources import exec as exec_source
+
+    (tmp_path / "token").write_text(EXEC_TOKEN)
+    (tmp_path / "namespace").write_text(NAMESPACE)
+    monkeypatch.setattr(incluster, "SERVICE_TOKEN_FILENAME", str(tmp_path / "token"))
+    monkeypatch.setattr(incluster, "SERVICE_CERT_FILENAME", str(tls[1]))
+    monkeypatch.setattr(exec_source, "SERVICE_ACCOUNT_NAMESPACE", tmp_path / "namespace")
+    parts = urlsplit(apiserver.url)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", str(parts.hostname))
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(parts.port))
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "absent"))  # must not be needed
+    monkeypatch.setenv("POD_NAME", POD)
+    monkeypatch.delenv("POD_NAMESPACE", raising=False)
+    runner = ExecRunner.from_environment(None, "main", None)
+    assert runner.describe() == f"pod {NAMESPACE}/{POD} container main"
+    with runner.start(["echo", "in-cluster"], Mode.BACKUP) as command:
+        assert read_all(command) == b"in-cluster\n"
         assert command.wait().ok
 
 
