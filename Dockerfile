@@ -1,5 +1,3 @@
-# syntax=docker/dockerfile:1
-#
 # The streamer image: the data plane that runs as the `main` container of every backup and
 # restore Pod and execs into the user's container. It holds the project and its core
 # dependencies only (no `generator`/`test` extras: no hera, pydantic, moto or pytest).
