@@ -1,9 +1,9 @@
 # The streamer image: the data plane that runs as the `main` container of every backup and
 # restore Pod and execs into the user's container. It holds the project and its core
-# dependencies only (no `generator`/`test` extras: no hera, pydantic, moto or pytest).
+# dependencies only (not the `generator`/`test` extras: no hera, moto or pytest).
 #
-#   docker build -t backup-operator/streamer .
-#   docker run --rm backup-operator/streamer backup s3://bucket/key --pod P --container C -- …
+#   docker build -t ghcr.io/backup-operator/backup-operator:0.1.0 .
+#   docker run --rm ghcr.io/backup-operator/backup-operator:0.1.0 backup s3://bucket/key --pod P --container C -- …
 #
 # Runs as a non-root user and needs no writable path on its root filesystem: bytecode is
 # compiled at build time, and nothing is staged on disk. Mount an emptyDir where the Pod wants
