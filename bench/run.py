@@ -9,8 +9,10 @@ process on 127.0.0.1). The reference is the shell pipeline a user would otherwis
     backup:  cat corpus | gzip | age -r R | aws s3 cp - s3://bench/ref
     restore: aws s3 cp s3://bench/ref - | age -d -i K | gzip -d > /dev/null
 
-Peak RSS is the largest resident set of the measured process tree (``ru_maxrss`` of the
-waited-for children). Results print as a table and go to ``bench/results/latest.json``.
+Each speed measurement runs three times (once with ``--quick``) and the median is kept; the
+memory runs once per size. Peak RSS is the largest resident set of the measured process tree
+(``ru_maxrss`` of the waited-for children). Results print as a table and go to
+``bench/results/latest.json``.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ sys.path.insert(0, str(ROOT))
 from bench.corpus import chunks, parse_size  # noqa: E402
 
 BUCKET = "bench"
+#: Each measurement is repeated and the median kept (set by --repeat).
+REPEAT = 1
 TARGETS = {"backup_speedup": 5.0, "backup_size": 1.05, "restore_speedup": 3.0, "rss_mib": 128.0}
 
 
@@ -71,15 +75,21 @@ def run_measured(argv: list[str], env: dict[str, str], name: str, plaintext: int
     return Measure(name, seconds, plaintext, peak, stored)
 
 
-def _isolated(args: list[str], env: dict[str, str]) -> Measure:
-    """Measure in a child interpreter, so ru_maxrss is this run's alone."""
-    out = subprocess.run(
-        [sys.executable, __file__, "--measure-one", json.dumps(args)],
-        env=env,
-        stdout=subprocess.PIPE,
-        check=True,
-    ).stdout
-    return Measure(**json.loads(out))
+def _isolated(args: list[str], env: dict[str, str], repeat: int | None = None) -> Measure:
+    """Measure ``repeat`` times (default ``REPEAT``), each in a child interpreter (so
+    ru_maxrss is that run's alone); keep the run with the median time. Both tools get the
+    same treatment."""
+    runs = []
+    for _ in range(repeat or REPEAT):
+        out = subprocess.run(
+            [sys.executable, __file__, "--measure-one", json.dumps(args)],
+            env=env,
+            stdout=subprocess.PIPE,
+            check=True,
+        ).stdout
+        runs.append(Measure(**json.loads(out)))
+    runs.sort(key=lambda m: m.seconds)
+    return runs[len(runs) // 2]
 
 
 def _start_s3(env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -128,8 +138,16 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--size", default=None, help="corpus size for speed runs (default 1G)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=None,
+        help="runs per measurement, median kept (default 3; 1 with --quick)",
+    )
     parser.add_argument("--measure-one", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    global REPEAT
+    REPEAT = args.repeat or (1 if args.quick else 3)
     if args.measure_one:
         name, plaintext, *argv = json.loads(args.measure_one)
         print(json.dumps(asdict(run_measured(argv, dict(os.environ), name, plaintext))))
@@ -250,6 +268,7 @@ def _run_all(
                 label,
             ],
             env,
+            repeat=1,
         )
     return results
 
