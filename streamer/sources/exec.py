@@ -75,6 +75,8 @@ STDIN, STDOUT, STDERR, STATUS, CLOSE = 0, 1, 2, 3, 255
 DEFAULT_READY_TIMEOUT = 120.0
 #: Seconds between WebSocket pings: well under the usual 60 s load-balancer idle timeout.
 DEFAULT_PING_INTERVAL = 20.0
+#: The connection is taken for dead after this many ping intervals without any frame back.
+UNANSWERED_PINGS = 3
 #: Largest stdin message sent; bigger messages cost fewer Python calls per byte.
 MAX_STDIN_FRAME = 256 * 1024
 #: Stdin messages waiting for the sender thread: a bounded 1 MiB between pipeline and socket.
@@ -383,6 +385,8 @@ class ExecCommand(Command):
         self._stdin_open = mode is Mode.RESTORE
         self._received = 0
         self._sent = 0
+        self._last_frame = time.monotonic()
+        self._receiving_since: float | None = None
         self._stop_pinging = threading.Event()
         self._pinger = threading.Thread(
             target=self._keep_alive, args=(ping_interval,), name="exec-ping", daemon=True
@@ -406,12 +410,16 @@ class ExecCommand(Command):
     def _next_stdout(self) -> memoryview | None:
         """Receive frames until stdout data arrives (returned) or the stream ends (None)."""
         while not self._ended.is_set():
+            self._receiving_since = time.monotonic()
             try:
                 opcode, frame = self._sock.recv_data_frame(True)
             except (WebSocketException, OSError, AttributeError) as exc:
                 # AttributeError: the socket was closed under us by kill()/close().
                 self._end(f"the connection was lost ({type(exc).__name__})")
                 return None
+            finally:
+                self._receiving_since = None
+            self._last_frame = time.monotonic()
             if opcode == ABNF.OPCODE_CLOSE:
                 self._end("the API server closed the connection without sending an exit status")
                 return None
@@ -479,13 +487,39 @@ class ExecCommand(Command):
         self._flush_stderr()
 
     def _keep_alive(self, interval: float) -> None:
+        """Ping every ``interval``; end the stream when pings go unanswered for too long.
+
+        In a backup, a peer that vanished without closing the TCP connection would otherwise
+        leave a silent command's stream blocked until TCP gives up, many minutes later. Only
+        time spent waiting for a frame counts: while the pipeline is not reading (S3 is slow)
+        the pongs wait unread in the socket, which says nothing about the peer. A restore is
+        not judged this way: a server that stops reading stdin (the command is busy) cannot
+        see the pings either, and that is back-pressure, not a dead peer.
+        """
+        dead_after = interval * UNANSWERED_PINGS if self._mode is Mode.BACKUP else float("inf")
+        unanswered_since: float | None = None
         while not self._stop_pinging.wait(interval):
             if self._ended.is_set():
+                return
+            now = time.monotonic()
+            if unanswered_since is not None and self._last_frame >= unanswered_since:
+                unanswered_since = None
+            receiving_since = self._receiving_since
+            if (
+                unanswered_since is not None
+                and receiving_since is not None
+                and now - max(unanswered_since, receiving_since) >= dead_after
+            ):
+                self._end(f"no reply to keep-alive pings for {dead_after:g}s")
+                with contextlib.suppress(OSError, AttributeError):
+                    self._sock.abort()
                 return
             try:
                 self._sock.ping()
             except (WebSocketException, OSError, AttributeError):
                 return  # the frame loop notices a dead connection on its own
+            if unanswered_since is None:
+                unanswered_since = now
 
     # -- the Command contract ------------------------------------------------------------------
 

@@ -128,6 +128,7 @@ class ApiServer:
             process_request=self._http,
             compression=None,
             ping_interval=None,
+            close_timeout=1,
             max_size=32 * 1024 * 1024,
             server_header="loopback-kube-apiserver",
         )
@@ -546,7 +547,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with contextlib.suppress(KeyboardInterrupt):
-        stop.wait()
+        # Wake up now and then: a signal taken by another thread only runs its handler when
+        # the main thread next executes Python code.
+        while not stop.wait(0.2):
+            pass
     server.stop()
 
 

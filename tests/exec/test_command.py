@@ -10,6 +10,9 @@ import contextlib
 import hashlib
 import logging
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -17,6 +20,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
 
 from streamer.errors import ConfigError, SourceError, StdinClosed, StreamerError
 from streamer.sources.base import Command, ExitStatus, Mode
@@ -171,12 +175,44 @@ def test_keep_alive_pings_while_the_command_is_silent(
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="websockets.server")
     runner = ExecRunner.from_environment(POD, "main", NAMESPACE)
-    runner.ping_interval = 0.1
-    with runner.start(["sh", "-c", "sleep 1; echo done"], Mode.BACKUP) as command:
+    runner.ping_interval = 0.25
+    with runner.start(["sh", "-c", "sleep 1.5; echo done"], Mode.BACKUP) as command:
         assert read_all(command) == b"done\n"
         assert command.wait().ok
     pings = [r for r in caplog.records if r.getMessage().startswith("< PING")]
-    assert len(pings) >= 5
+    assert len(pings) >= 4
+
+
+def test_a_vanished_api_server_is_detected_by_unanswered_pings(tmp_path: Path) -> None:
+    """No FIN, no RST, no pong: the peer froze (SIGSTOP; its kernel still ACKs)."""
+    kubeconfig = tmp_path / "kubeconfig"
+    endpoint = subprocess.Popen(
+        [sys.executable, "-m", "tests.exec.apiserver", "--token", EXEC_TOKEN,
+         "--pod", f"{NAMESPACE}/{POD}", "--kubeconfig", str(kubeconfig)],
+        cwd=Path(__file__).resolve().parents[2],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        for _ in range(100):
+            if kubeconfig.exists():
+                break
+            time.sleep(0.05)
+        configuration = k8s_client.Configuration()
+        k8s_config.load_kube_config(str(kubeconfig), client_configuration=configuration)
+        runner = ExecRunner(
+            k8s_client.ApiClient(configuration), NAMESPACE, POD, "main", ping_interval=0.2
+        )
+        with runner.start(["sleep", "30"], Mode.BACKUP) as command:
+            time.sleep(0.5)  # pings answered: the stream is alive
+            endpoint.send_signal(signal.SIGSTOP)
+            started = time.monotonic()
+            with pytest.raises(SourceError, match=r"no reply to keep-alive pings for 0\.6s"):
+                command.readinto(memoryview(bytearray(10)))
+            assert time.monotonic() - started < 5
+    finally:
+        endpoint.send_signal(signal.SIGCONT)
+        endpoint.terminate()
+        endpoint.wait(timeout=10)
 
 
 # -- restore -----------------------------------------------------------------------------------
