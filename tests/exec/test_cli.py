@@ -61,6 +61,7 @@ def stored(bucket: str, age_key: AgeKey) -> str:
 # -- round trips ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_one_gib_random_binary_round_trip(
     age_key: AgeKey, apiserver: ApiServer, tmp_path: Path
 ) -> None:
