@@ -417,8 +417,12 @@ class _S3Writer(ObjectWriter):
         self._buffer: bytearray | None = None
         #: Part buffers back from finished uploads, reused for the next parts. Allocating a
         #: fresh 8 MiB buffer per part and freeing it in another thread fragments the heap
-        #: and makes the peak RSS creep with the stream's length; reuse keeps it flat.
+        #: and makes the peak RSS creep with the stream's length. The pool first grows to its
+        #: bound (window + 1 buffers), then reuses the oldest spare: every stream longer than
+        #: a few parts peaks at the same, configured RSS, instead of one that depends on how
+        #: often the window happened to fill.
         self._spare: list[bytearray] = []
+        self._allocated = 0
         #: Writes copy through this view: slice-assigning a memoryview to a bytearray copies twice.
         self._view = memoryview(b"")
         self._filled = 0
@@ -510,10 +514,13 @@ class _S3Writer(ObjectWriter):
 
     def _take_buffer(self, size: int) -> bytearray:
         with self._lock:
-            while self._spare:
-                spare = self._spare.pop()
-                if len(spare) == size:
-                    return spare
+            # Parts grow for very long streams: spares of the old size are dropped.
+            kept = [buffer for buffer in self._spare if len(buffer) == size]
+            self._allocated -= len(self._spare) - len(kept)
+            self._spare = kept
+            if self._allocated > self._window and self._spare:
+                return self._spare.pop(0)
+            self._allocated += 1
         return bytearray(size)
 
     def _url(self) -> str:
