@@ -46,6 +46,11 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.stream import ws_client as _ws_client
 from websocket import ABNF, WebSocketBadStatusException, WebSocketException
 
+try:  # websockets' C masking: about three times the pure-Python fallback below
+    from websockets.speedups import apply_mask as _apply_mask_c
+except ImportError:  # pragma: no cover - only where websockets has no binary wheel
+    _apply_mask_c = None  # type: ignore[assignment]
+
 from streamer.errors import ConfigError, SourceError, StdinClosed
 from streamer.sources.base import Command, ExitStatus, Mode, forward_stderr_line
 
@@ -78,8 +83,8 @@ DEFAULT_PING_INTERVAL = 20.0
 #: The connection is taken for dead after this many ping intervals without any frame back.
 UNANSWERED_PINGS = 3
 #: Largest stdin message sent; bigger messages cost fewer Python calls per byte.
-MAX_STDIN_FRAME = 256 * 1024
-#: Stdin messages waiting for the sender thread: a bounded 1 MiB between pipeline and socket.
+MAX_STDIN_FRAME = 1024 * 1024
+#: Stdin messages waiting for the sender thread: a bounded 4 MiB between pipeline and socket.
 STDIN_QUEUE_DEPTH = 4
 #: A stderr line longer than this is logged in pieces, so a binary stderr cannot grow memory.
 MAX_STDERR_LINE = 64 * 1024
@@ -598,13 +603,13 @@ class ExecCommand(Command):
         """
         key = self._mask_key()
         header = _frame_header(len(chunk) + 1, key) + bytes((STDIN ^ key[0],))
-        mask_in_place(key[1:] + key[:1], chunk)
+        payload = _masked(key[1:] + key[:1], chunk)
         with self._sock.lock:  # the lock websocket-client's own sends (pings, pongs) take
             raw = self._sock.sock
             if raw is None:
                 raise WebSocketException("the connection is closed")
             raw.sendall(header)
-            raw.sendall(chunk)
+            raw.sendall(payload)
 
     def _mask_key(self) -> bytes:
         """A fresh random masking key, cut from a pool (one getrandom call per 1024 keys).
@@ -686,6 +691,15 @@ def mask(key: bytes, data: bytes | memoryview) -> bytes:
     buffer = bytearray(data)
     mask_in_place(key, buffer)
     return bytes(buffer)
+
+
+def _masked(key: bytes, buffer: bytearray) -> bytes | bytearray:
+    """``buffer`` masked with ``key``: by websockets' C routine when it is installed, else
+    in place by :func:`mask_in_place`."""
+    if _apply_mask_c is not None:
+        return _apply_mask_c(buffer, key)
+    mask_in_place(key, buffer)
+    return buffer
 
 
 def mask_in_place(key: bytes, buffer: bytearray) -> None:
