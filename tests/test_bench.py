@@ -30,5 +30,11 @@ def test_bench_quick_runs_and_reports_every_ratio() -> None:
     for line in ("backup:  streamer", "restore: streamer", "memory:  peak RSS"):
         assert line in done.stdout
     ratios = json.loads((ROOT / "bench" / "results" / "quick.json").read_text())["ratios"]
-    assert set(ratios) == {"backup_speedup", "backup_size", "restore_speedup", "rss_mib", "rss_growth"}
+    assert set(ratios) == {
+        "backup_speedup",
+        "backup_size",
+        "restore_speedup",
+        "rss_mib",
+        "rss_growth",
+    }
     assert all(value > 0 for value in ratios.values())
