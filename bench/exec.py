@@ -26,7 +26,6 @@ import pstats
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import free_port, s3_client, wait_for_port  # noqa: E402
 from bench.corpus import chunks, parse_size  # noqa: E402
 
 BUCKET = "bench-exec"
@@ -59,22 +59,6 @@ class Run:
     @property
     def mb_per_s(self) -> float:
         return self.plaintext_bytes / 1e6 / self.seconds
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_for_port(port: int, what: str) -> None:
-    for _ in range(300):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"{what} did not start on 127.0.0.1:{port}")
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -121,7 +105,7 @@ class Servers:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        s3_port = _free_port()
+        s3_port = free_port()
         self.env = {
             **os.environ,
             "AWS_ACCESS_KEY_ID": "bench",
@@ -138,28 +122,20 @@ class Servers:
         self._start(
             "moto", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(s3_port)]
         )
-        _wait_for_port(s3_port, "moto")
-        kube_port = _free_port()
+        wait_for_port(s3_port, "moto")
+        kube_port = free_port()
         self._start(
             "apiserver",
             [sys.executable, "-m", "tests.exec.apiserver", "--port", str(kube_port),
              "--token", TOKEN, "--pod", f"{NAMESPACE}/{POD}", "--container", CONTAINER,
              "--kubeconfig", str(workdir / "kubeconfig"), "--tls-dir", str(workdir)]
         )  # fmt: skip
-        _wait_for_port(kube_port, "the loopback API server")
+        wait_for_port(kube_port, "the loopback API server")
         for _ in range(100):
             if (workdir / "kubeconfig").exists():
                 break
             time.sleep(0.05)
-        import boto3
-
-        boto3.client(
-            "s3",
-            endpoint_url=self.env["AWS_ENDPOINT_URL_S3"],
-            region_name="us-east-1",
-            aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"],
-        ).create_bucket(Bucket=BUCKET)
+        s3_client(self.env).create_bucket(Bucket=BUCKET)
 
     def cpu(self) -> dict[str, float]:
         return {name: _cpu_seconds(proc.pid) for name, proc in self.procs.items()}

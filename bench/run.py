@@ -22,7 +22,6 @@ import json
 import os
 import resource
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import free_port, s3_client, wait_for_port  # noqa: E402
 from bench.corpus import chunks, parse_size  # noqa: E402
 
 BUCKET = "bench"
@@ -52,12 +52,6 @@ class Measure:
     @property
     def mb_per_s(self) -> float:
         return self.plaintext_bytes / 1e6 / self.seconds
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def run_measured(argv: list[str], env: dict[str, str], name: str, plaintext: int) -> Measure:
@@ -100,26 +94,9 @@ def _start_s3(env: dict[str, str]) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    for _ in range(300):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    _s3_client(env).create_bucket(Bucket=BUCKET)
+    wait_for_port(port, "the S3 server (moto)")
+    s3_client(env).create_bucket(Bucket=BUCKET)
     return server
-
-
-def _s3_client(env: dict[str, str]):  # type: ignore[no-untyped-def]
-    import boto3
-
-    return boto3.client(
-        "s3",
-        endpoint_url=env["AWS_ENDPOINT_URL_S3"],
-        region_name=env["AWS_REGION"],
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-    )
 
 
 def _tools() -> dict[str, str]:
@@ -163,7 +140,7 @@ def main() -> None:
         "AWS_SECRET_ACCESS_KEY": "bench-secret",
         "AWS_REGION": "us-east-1",
         "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{_free_port()}",
+        "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{free_port()}",
         "AWS_ENDPOINT_URL": "",
         "PYTHONPATH": str(ROOT),
     }
@@ -222,7 +199,7 @@ def _run_all(
     results["backup_reference"] = _isolated(
         ["reference backup (gzip, age, aws s3 cp)", size, "sh", "-c", reference], env
     )
-    head = _s3_client(env).head_object(Bucket=BUCKET, Key="reference.sql.gz.age")
+    head = s3_client(env).head_object(Bucket=BUCKET, Key="reference.sql.gz.age")
     results["backup_reference"].stored_bytes = int(head["ContentLength"])
 
     results["restore_streamer"] = _isolated(
