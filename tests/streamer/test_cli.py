@@ -314,33 +314,22 @@ def test_truncated_gzip_without_encryption(
     assert "truncated" in result.stderr
 
 
-def test_restore_exit_code_is_the_commands(encrypted_backup: str, age_key: AgeKey) -> None:
-    result = streamer(
-        "restore",
-        encrypted_backup,
-        "-i",
-        str(age_key.identity_file),
-        "--",
-        "sh",
-        "-c",
-        "cat >/dev/null; exit 42",
-    )
-    assert result.exit_code == 42
-
-
-def test_restore_command_that_stops_early_fails(encrypted_backup: str, age_key: AgeKey) -> None:
-    result = streamer(
-        "restore",
-        encrypted_backup,
-        "-i",
-        str(age_key.identity_file),
-        "--",
-        "sh",
-        "-c",
-        "head -c 10 >/dev/null",
-    )
-    assert result.exit_code == 1
-    assert "before reading the whole backup" in result.stderr
+@pytest.mark.parametrize(
+    ("script", "exit_code", "message"),
+    [
+        pytest.param("cat >/dev/null; exit 42", 42, "exit code 42", id="command-fails"),
+        pytest.param(
+            "head -c 10 >/dev/null", 1, "before reading the whole backup", id="stops-early"
+        ),
+    ],
+)
+def test_restore_exit_code_is_the_commands(
+    encrypted_backup: str, age_key: AgeKey, script: str, exit_code: int, message: str
+) -> None:
+    identity = str(age_key.identity_file)
+    result = streamer("restore", encrypted_backup, "-i", identity, "--", "sh", "-c", script)
+    assert result.exit_code == exit_code
+    assert message in result.stderr
 
 
 def test_verify_detects_a_replaced_object(
