@@ -30,7 +30,16 @@ _files = click.option(
 
 
 def _texts(files: tuple[IO[str], ...]) -> list[tuple[str, str]]:
-    return [(f.name if f.name != "<stdin>" else "-", f.read()) for f in files]
+    texts = []
+    for f in files:
+        name = f.name if f.name != "<stdin>" else "-"
+        try:
+            texts.append((name, f.read()))
+        except UnicodeDecodeError:
+            raise click.BadParameter(
+                f"{name}: not UTF-8 text; give a YAML file", param_hint="'-f' / '--filename'"
+            ) from None
+    return texts
 
 
 class _Failed(click.ClickException):

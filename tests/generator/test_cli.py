@@ -99,6 +99,14 @@ def test_missing_file_is_a_usage_error() -> None:
     assert "No such file or directory" in result.stderr
 
 
+def test_a_file_that_is_not_text_is_a_usage_error(tmp_path: Path) -> None:
+    binary = tmp_path / "backups.yaml"
+    binary.write_bytes(b"apiVersion: \xd0\x00\xff\n")
+    result = gen("validate", "-f", str(binary))
+    assert result.exit_code == 2, result.exception
+    assert "backups.yaml: not UTF-8 text" in result.stderr
+
+
 def test_crds_prints_all_three() -> None:
     result = gen("crds")
     assert result.exit_code == 0
