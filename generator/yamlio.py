@@ -25,7 +25,7 @@ def load_documents(text: str, origin: str) -> list[tuple[str, dict[str, Any]]]:
     try:
         raw = list(yaml.safe_load_all(text))
     except yaml.YAMLError as exc:
-        raise InputError(f"{origin}: not valid YAML: {exc}") from None
+        raise InputError(f"{origin}: not valid YAML: {_where(exc)}") from None
     docs: list[tuple[str, dict[str, Any]]] = []
     for i, doc in enumerate(raw):
         if doc is None:
@@ -36,6 +36,19 @@ def load_documents(text: str, origin: str) -> list[tuple[str, dict[str, Any]]]:
             )
         docs.append((f"{origin}#{i}", doc))
     return docs
+
+
+def _where(exc: yaml.YAMLError) -> str:
+    """What and where, without PyYAML's excerpt of the line: it may hold a secret value."""
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return str(exc)
+    parts = []
+    for text, mark in ((exc.context, exc.context_mark), (exc.problem, exc.problem_mark)):
+        if text:
+            parts.append(
+                f"{text} (line {mark.line + 1}, column {mark.column + 1})" if mark else text
+            )
+    return "; ".join(parts)
 
 
 def _order(key: object) -> tuple[int, str]:

@@ -212,3 +212,12 @@ def test_unreadable_input(text: str, message: str) -> None:
     code, stderr = _invoke(text)
     assert code == 1
     assert message in stderr
+
+
+def test_a_yaml_error_does_not_quote_the_line() -> None:
+    # `cat *.yaml | backup-gen validate -f -` may well include a Secret.
+    text = 'apiVersion: v1\nkind: Secret\nstringData:\n  password: "hunter2\n'
+    code, stderr = _invoke(text)
+    assert code == 1
+    assert "not valid YAML: while scanning a quoted scalar (line 4, column 13)" in stderr
+    assert "hunter2" not in stderr
