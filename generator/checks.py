@@ -196,17 +196,25 @@ def check_run_spec(spec: BackupRunSpec, prefix: str) -> Iterable[tuple[str, str]
             except ConfigError as exc:
                 yield f"{prefix}.encryption.recipients[{i}]", str(exc)
     for i, container in enumerate(pod.containers):
-        where = f"{prefix}.template.spec.containers[{i}]"
         if not container.command:
             yield (
-                f"{where}.command",
+                f"{prefix}.template.spec.containers[{i}].command",
                 f"container {container.name!r} has no command; every container of the template "
                 'runs beside the streamer and must keep running: add e.g. command: ["sleep", "1d"]',
             )
-        if container.name in RESERVED_CONTAINER_NAMES:
-            yield f"{where}.name", f"{container.name!r} is reserved by Argo; rename the container"
-        if container.name in names[:i]:
-            yield f"{where}.name", f"duplicate container name {container.name!r}"
+    # Kubernetes wants each name once across containers and init containers, beside Argo's own.
+    seen: set[str] = set()
+    for field, containers in (
+        ("containers", pod.containers),
+        ("initContainers", pod.init_containers or ()),
+    ):
+        for i, container in enumerate(containers):
+            where = f"{prefix}.template.spec.{field}[{i}].name"
+            if container.name in RESERVED_CONTAINER_NAMES:
+                yield where, f"{container.name!r} is reserved by Argo; rename the container"
+            if container.name in seen:
+                yield where, f"duplicate container name {container.name!r}"
+            seen.add(container.name)
     try:
         check_template(spec.storage.path)
     except ConfigError as exc:

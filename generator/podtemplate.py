@@ -33,6 +33,8 @@ MAX_CONTAINERS = 32
 #: Argo names the containers of a workflow Pod ``main``, ``wait`` and ``init``.
 RESERVED_CONTAINER_NAMES = ("main", "wait", "init")
 
+#: The reserved names as a CEL list literal.
+_RESERVED = "[" + ", ".join(f"'{n}'" for n in RESERVED_CONTAINER_NAMES) + "]"
 _QUANTITY_MAPS = ("limits", "requests")
 
 
@@ -101,9 +103,9 @@ class PodSpec(_Model):
                     'e.g. ["sleep", "1d"]',
                 },
                 {
-                    "rule": "self.containers.all(c, !(c.name in ["
-                    + ", ".join(f"'{n}'" for n in RESERVED_CONTAINER_NAMES)
-                    + "]))",
+                    "rule": f"self.containers.all(c, !(c.name in {_RESERVED}))"
+                    " && (!has(self.initContainers)"
+                    f" || self.initContainers.all(c, !(c.name in {_RESERVED})))",
                     "message": "container names "
                     + ", ".join(RESERVED_CONTAINER_NAMES)
                     + " are reserved by Argo",

@@ -101,6 +101,12 @@ CASES = [
     ("duplicate-container", lambda st, s: _spec(s)["template"]["spec"]["containers"].append(
         copy.deepcopy(_container(s))),
      f"{RUN_SPEC}.template.spec.containers[1].name", "duplicate container name 'mysql'"),
+    ("reserved-init-container-name", lambda st, s: _spec(s)["template"]["spec"].update(
+        initContainers=[{"name": "init", "image": "busybox:1.36"}]),
+     f"{RUN_SPEC}.template.spec.initContainers[0].name", "reserved by Argo"),
+    ("init-container-named-like-a-container", lambda st, s: _spec(s)["template"]["spec"].update(
+        initContainers=[{"name": "mysql", "image": "busybox:1.36"}]),
+     f"{RUN_SPEC}.template.spec.initContainers[0].name", "duplicate container name 'mysql'"),
     ("unknown-spec-field", lambda st, s: _spec(s).update(retention=3),
      f"{RUN_SPEC}.retention", "unknown field"),
     ("unknown-container-field", lambda st, s: _container(s).update(imagePullPolicyy="Always"),

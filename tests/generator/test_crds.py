@@ -160,6 +160,8 @@ REFUSED_BY_BOTH = [
     pytest.param(RUN, _set(f"{_CONTAINER}.command", _DELETE),
                  "every container needs a command", id="container-without-command"),
     pytest.param(RUN, _set(f"{_CONTAINER}.name", "main"), "reserved", id="reserved-name"),
+    pytest.param(RUN, _set(f"{_RUN_POD}.initContainers", [{"name": "wait", "image": "busybox"}]),
+                 "reserved", id="reserved-init-container-name"),
     pytest.param(RUN, _set("spec.compression", {"level": 10}), "10",
                  id="level-too-high"),
     pytest.param(RUN, _set("spec.compression", {"level": -3}), "-3",
