@@ -36,6 +36,7 @@ __all__ = [
     "OUTPUTS_DIR",
     "OUTPUTS_VOLUME",
     "OUTPUT_PARAMETERS",
+    "PATH_PARAMETER",
     "SIDECAR_GRACE_SECONDS",
     "STREAMER_COMMAND",
     "ActionKind",
@@ -55,6 +56,8 @@ OUTPUTS_VOLUME = "backup-operator-outputs"
 IDENTITY_DIR = "/var/run/backup-operator/age"
 IDENTITY_FILE = "identity"
 IDENTITY_VOLUME = "backup-operator-age-identity"
+#: The workflow parameter that names the object a restore reads.
+PATH_PARAMETER = "path"
 #: Output parameters of a backup (files the streamer writes under ``--outputs``).
 OUTPUT_PARAMETERS = ("path", "url", "size", "sizeInBytes", "sha256")
 #: Argo's deadline is a backstop behind the streamer's own ``--deadline``, which stops the
@@ -94,8 +97,6 @@ class PodContext:
     metric_labels: Mapping[str, str]
     #: Template variables for the path (``--var``); values may be Argo variables.
     variables: Mapping[str, str]
-    #: Restore only: the object key, usually an Argo parameter reference.
-    source_path: str = ""
 
 
 def k8s_literal(text: str) -> str:
@@ -157,7 +158,7 @@ def _streamer_args(
     if kind == "backup":
         args = [kind, bucket_url(ctx.storage)]
     else:
-        args = [kind, bucket_url(ctx.storage, ctx.source_path)]
+        args = [kind, bucket_url(ctx.storage, "{{workflow.parameters." + PATH_PARAMETER + "}}")]
     args += ["--pod", "$(POD_NAME)", "--namespace", "$(POD_NAMESPACE)"]
     args += ["--container", action.container]
     args += _storage_args(ctx.storage)

@@ -31,7 +31,13 @@ from generator.models import (
     Compression,
     Object,
 )
-from generator.render.pod import ActionKind, PodContext, action_template, workflow_pod_fields
+from generator.render.pod import (
+    PATH_PARAMETER,
+    ActionKind,
+    PodContext,
+    action_template,
+    workflow_pod_fields,
+)
 from streamer import __version__
 
 __all__ = [
@@ -128,7 +134,7 @@ def _path_argument(value: str | None) -> m.Arguments:
     return m.Arguments(
         parameters=[
             m.Parameter(
-                name="path",
+                name=PATH_PARAMETER,
                 value=value,
                 description="The object key to restore: the path output of a backup.",
             )
@@ -156,7 +162,6 @@ def render_schedule(
             "schedule": name,
             "workflow": "{{workflow.name}}",
         },
-        source_path="{{workflow.parameters.path}}",
     )
     objects: list[ArgoObject] = []
     if spec.backup is not None:
@@ -236,21 +241,15 @@ def render_run(run: BackupRun, storage: BackupStorage, options: RenderOptions) -
         "schedule": schedule,
         "workflow": "{{workflow.name}}",
     }
+    ctx = PodContext(options.image, storage, labels, metric_labels, variables)
     objects: list[ArgoObject] = []
     if spec.backup is not None:
-        ctx = PodContext(options.image, storage, labels, metric_labels, variables)
         text = _backup_text(spec.backup, spec, storage)
         objects.append(
             m.Workflow(
                 api_version=ARGO_API_VERSION,
                 kind="Workflow",
-                metadata=_meta(
-                    name,
-                    namespace,
-                    labels,
-                    f"Backup {name}",
-                    _backup_text(spec.backup, spec, storage),
-                ),
+                metadata=_meta(name, namespace, labels, f"Backup {name}", text),
                 spec=_spec("backup", spec, ctx, options),
             )
         )
@@ -270,14 +269,6 @@ def render_run(run: BackupRun, storage: BackupStorage, options: RenderOptions) -
             raise ValidationFailed(
                 [Problem(label, "status.path", "nothing to restore yet: the backup has no path")]
             )
-        ctx = PodContext(
-            options.image,
-            storage,
-            labels,
-            metric_labels,
-            variables,
-            source_path="{{workflow.parameters.path}}",
-        )
         text = _restore_text(spec.restore, spec, storage)
         objects.append(
             m.Workflow(
