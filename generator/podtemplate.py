@@ -1,7 +1,7 @@
 """The Pod template a BackupRun carries, typed with the Kubernetes models hera ships.
 
 The run's Pod is built from it, so every field kept here must have a place in the Argo objects
-(see :mod:`generator.render.template`); a field Kubernetes has but this model lacks is rejected
+(see :mod:`generator.render.pod`); a field Kubernetes has but this model lacks is rejected
 by name instead of being dropped in silence. Two adjustments to hera's models: a quantity may be
 written as a number (``cpu: 1``), and container names are bounded DNS labels so the CRD's CEL
 rules have a bounded cost.
