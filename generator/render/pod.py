@@ -233,7 +233,7 @@ def _metrics(kind: ActionKind, ctx: PodContext) -> m.Metrics:
     return m.Metrics(prometheus=metrics)
 
 
-def _user_container(container: Any) -> m.UserContainer:
+def _user_container(container: m.Container) -> m.UserContainer:
     return m.UserContainer.model_validate(container.model_dump(by_alias=True, exclude_none=True))
 
 
