@@ -108,9 +108,11 @@ class LocalCommand(Command):
         return ExitStatus(code, f"exit code {code}")
 
     def kill(self) -> None:
-        if self._proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self._proc.pid, signal.SIGKILL)
+        # The whole group, even once the shell has exited: a process it left running in the
+        # background may still hold stdout open, and the read would wait for it forever. The
+        # group's id stays reserved while any member lives, so it names no one else's group.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._proc.pid, signal.SIGKILL)
 
     def close(self) -> None:
         self.close_stdin()

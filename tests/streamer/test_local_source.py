@@ -83,6 +83,19 @@ def test_kill_stops_the_whole_process_group() -> None:
         assert cmd.wait().reason == "killed by signal SIGKILL"
 
 
+def test_kill_stops_the_group_after_the_shell_has_exited() -> None:
+    # The shell exits at once; the background sleep keeps stdout open.
+    argv = ["sh", "-c", "sleep 20 2>/dev/null & echo started"]
+    with LocalRunner().start(argv, Mode.BACKUP) as cmd:
+        buffer = bytearray(64)
+        assert cmd.readinto(memoryview(buffer)) == len(b"started\n")
+        assert cmd.wait().ok
+        threading.Timer(0.3, cmd.kill).start()
+        started = time.monotonic()
+        assert read_all(cmd) == b""
+        assert time.monotonic() - started < 10
+
+
 def test_missing_program() -> None:
     with pytest.raises(SourceError, match="cannot start 'no-such-program-x'"):
         LocalRunner().start(["no-such-program-x"], Mode.BACKUP)
