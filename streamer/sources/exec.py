@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import urllib3
+import yaml
 from kubernetes import client as k8s_client
 from kubernetes import config as _k8s_config
 from kubernetes.client.exceptions import ApiException
@@ -98,6 +99,16 @@ READY_POLL_DELAYS = (0.25, 2.0)
 API_REQUEST_TIMEOUT = 30.0
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+#: What the kubeconfig loader lets through for a file it cannot use: its own errors, PyYAML's
+#: for a syntax error, and plain Python errors for entries of the wrong shape.
+KUBECONFIG_ERRORS = (
+    k8s_config.ConfigException,
+    yaml.YAMLError,
+    OSError,
+    ValueError,
+    TypeError,
+    AttributeError,
+)
 
 
 class ExecRunner:
@@ -161,7 +172,7 @@ class ExecRunner:
                 k8s_config.load_kube_config(
                     config_file=_kubeconfig_path(), client_configuration=configuration
                 )
-            except (k8s_config.ConfigException, OSError, ValueError, TypeError) as exc:
+            except KUBECONFIG_ERRORS as exc:
                 raise ConfigError(
                     "no Kubernetes credentials: not running in a Pod with a service account, "
                     "and no usable kubeconfig (set KUBECONFIG or create ~/.kube/config): "
@@ -815,7 +826,7 @@ def _default_namespace(in_cluster: bool) -> str:
             namespace = SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
             if namespace:
                 return namespace
-    with contextlib.suppress(k8s_config.ConfigException, OSError, ValueError, TypeError):
+    with contextlib.suppress(*KUBECONFIG_ERRORS):
         _, active = k8s_config.list_kube_config_contexts(config_file=_kubeconfig_path())
         namespace = (active or {}).get("context", {}).get("namespace")
         if namespace:

@@ -528,6 +528,26 @@ def test_no_credentials_is_a_config_error(tmp_path: Path, monkeypatch: pytest.Mo
         ExecRunner.from_environment(POD, "main", NAMESPACE)
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("users: [{name: u, user: {token: x}}\n", id="yaml-syntax-error"),
+        pytest.param(
+            "contexts: [{name: c, context: not-a-mapping}]\ncurrent-context: c\n",
+            id="context-not-a-mapping",
+        ),
+    ],
+)
+def test_a_malformed_kubeconfig_is_a_config_error(
+    text: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    (tmp_path / "kubeconfig").write_text(text)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
+    with pytest.raises(ConfigError, match="no usable kubeconfig"):
+        ExecRunner.from_environment(POD, "main", NAMESPACE)
+
+
 # -- the Status object ---------------------------------------------------------------------------
 
 
