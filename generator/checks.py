@@ -61,9 +61,12 @@ _PATTERN_MEANS = {
 
 def describe(doc: Mapping[str, Any], origin: str = "") -> str:
     """``Kind/name`` of a document, for messages, even when the document is broken."""
-    kind = doc.get("kind") or "?"
     meta = doc.get("metadata")
     name = meta.get("name") if isinstance(meta, Mapping) else None
+    return _label(doc.get("kind") or "?", name, origin)
+
+
+def _label(kind: object, name: object, origin: str) -> str:
     label = f"{kind}/{name}" if name else f"{kind} (unnamed)"
     return f"{origin}: {label}" if origin else label
 
@@ -237,8 +240,7 @@ def check_objects(
     storages.update(broken_storages)
     problems: list[Problem] = []
     for origin, obj in objects:
-        label = f"{obj.kind}/{obj.metadata.name}"
-        label = f"{origin}: {label}" if origin else label
+        label = _label(obj.kind, obj.metadata.name, origin)
         found: list[tuple[str, str]] = []
         spec: BackupRunSpec | None = None
         prefix = "spec"
