@@ -225,6 +225,11 @@ def make_client(settings: S3Settings) -> S3Client:
         )
     except BotoCoreError as exc:
         raise ConfigError(f"cannot configure the S3 client: {exc}") from exc
+    except ValueError as exc:  # botocore's check of the endpoint URL
+        raise ConfigError(
+            f"the S3 endpoint {settings.endpoint_url!r} is not a URL ({exc}): "
+            "write it as https://HOST[:PORT] in AWS_ENDPOINT_URL_S3 or --endpoint-url"
+        ) from exc
 
 
 class S3Storage(Storage):

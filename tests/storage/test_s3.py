@@ -173,6 +173,8 @@ def test_a_missing_object_is_object_not_found_naming_the_url(storage: S3Storage,
         pytest.param({"parts_in_flight": 0}, id="no-parts-in-flight"),
         pytest.param({"max_attempts": 0}, id="no-attempts"),
         pytest.param({"ranges_in_flight": 0}, id="no-ranges-in-flight"),
+        pytest.param({"endpoint_url": "not a url"}, id="endpoint-not-a-url"),
+        pytest.param({"endpoint_url": "http://[::1"}, id="endpoint-unparsable"),
     ],
 )
 def test_invalid_settings_are_config_errors(s3_env: str, overrides: dict[str, Any]) -> None:
