@@ -739,18 +739,23 @@ def _frame_header(length: int, key: bytes) -> bytes:
 
 
 def parse_status(status: Any) -> tuple[ExitStatus | None, str | None]:
-    """Read a Status object from channel 3: the exit status, or the server's failure message."""
+    """Read a Status object from channel 3: the exit status, or the server's failure message.
+
+    Total over any JSON value: an exception here would escape a backup's ``readinto()`` as a
+    traceback, and end a restore's reader thread, leaving ``wait()`` blocked.
+    """
     if not isinstance(status, dict):
         return None, "the API server sent an unreadable exit status"
     if status.get("status") == "Success":
         return ExitStatus(0, "exit code 0"), None
     message = str(status.get("message") or status.get("reason") or "no message")
-    if status.get("reason") == "NonZeroExitCode":
-        details = status.get("details") or {}
-        for cause in details.get("causes") or [] if isinstance(details, dict) else []:
+    details = status.get("details")
+    causes = details.get("causes") if isinstance(details, dict) else None
+    if status.get("reason") == "NonZeroExitCode" and isinstance(causes, list):
+        for cause in causes:
             if isinstance(cause, dict) and cause.get("reason") == "ExitCode":
                 try:
-                    code = int(cause.get("message", ""))
+                    code = int(str(cause.get("message")))
                 except ValueError:
                     break
                 if code != 0:

@@ -571,6 +571,26 @@ def test_a_malformed_kubeconfig_is_a_config_error(
             id="non-zero-without-code",
         ),
         pytest.param(
+            {
+                "status": "Failure",
+                "reason": "NonZeroExitCode",
+                "message": "no code given",
+                "details": {"causes": [{"reason": "ExitCode", "message": None}]},
+            },
+            (None, "no code given"),
+            id="non-zero-with-null-code",
+        ),
+        pytest.param(
+            {
+                "status": "Failure",
+                "reason": "NonZeroExitCode",
+                "message": "no code given",
+                "details": {"causes": 3},
+            },
+            (None, "no code given"),
+            id="non-zero-with-causes-not-a-list",
+        ),
+        pytest.param(
             {"status": "Failure", "reason": "InternalError", "message": "OCI runtime exec failed"},
             (None, "OCI runtime exec failed"),
             id="internal-error",
