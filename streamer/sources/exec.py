@@ -31,7 +31,6 @@ import logging
 import os
 import queue
 import re
-import ssl
 import struct
 import threading
 import time
@@ -353,10 +352,10 @@ class ExecRunner:
         except WebSocketBadStatusException as exc:
             body = getattr(exc, "resp_body", None)
             raise SourceError(self._api_error(what, exc.status_code, None, body)) from exc
-        except (WebSocketException, OSError, ssl.SSLError) as exc:
+        except (WebSocketException, OSError) as exc:  # ssl.SSLError is an OSError
             raise SourceError(
                 f"cannot {what}: the connection to the Kubernetes API server at "
-                f"{self._api.configuration.host} failed ({type(exc).__name__}: {exc})"
+                f"{self._api.configuration.host} failed ({_describe(exc)})"
             ) from exc
         protocol = _negotiated_protocol(sock)
         if protocol not in (V5_PROTOCOL, V4_PROTOCOL):
