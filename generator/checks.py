@@ -148,7 +148,8 @@ def check_cron(text: str) -> str | None:
 def _check_timezone(name: str) -> str | None:
     try:
         zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    # OSError: a region such as "America" is a directory of the zone database.
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
         return f"{name!r} is not an IANA time zone (e.g. UTC, Europe/Berlin, America/New_York)"
     return None
 

@@ -54,6 +54,8 @@ CASES = [
      "spec.schedule", "step"),
     ("unknown-timezone", lambda st, s: s["spec"].update(timeZone="Mars/Olympus_Mons"),
      "spec.timeZone", "is not an IANA time zone"),
+    ("timezone-is-a-region", lambda st, s: s["spec"].update(timeZone="America"),
+     "spec.timeZone", "'America' is not an IANA time zone"),
     ("bad-recipient", lambda st, s: _spec(s).update(encryption={
         "recipients": ["age1notakey"], "decryptionKey": {"name": "k", "key": "k"}}),
      f"{RUN_SPEC}.encryption.recipients[0]", "age1notakey"),
