@@ -349,17 +349,16 @@ def backup(
     return summary
 
 
-def _open_stored(
-    storage: Storage, key: str, options: RestoreOptions, action: str
+def _inspect_stored(
+    reader: ObjectReader, url: str, options: RestoreOptions, action: str
 ) -> tuple[_HashingReader, bool, Progress]:
-    reader = storage.open_reader(key)
     progress = Progress(action, total=reader.size)
     stored = _HashingReader(reader, progress)
     head = stored.peek(max(len(age.AGE_MAGIC), len(age.ARMOR_MAGIC)))
     encrypted = head.startswith((age.AGE_MAGIC, age.ARMOR_MAGIC))
     if encrypted and not options.identities:
         raise EncryptionError(
-            f"{storage.url(key)} is encrypted with age: pass the identity that decrypts it "
+            f"{url} is encrypted with age: pass the identity that decrypts it "
             "with -i/--identity FILE or the AGE_IDENTITY environment variable"
         )
     return stored, encrypted, progress
@@ -399,35 +398,36 @@ def restore(
 ) -> Summary:
     """Feed the object under ``key`` to ``argv``'s stdin; succeed only if it exits 0."""
     url = storage.url(key)
-    stored, encrypted, progress = _open_stored(storage, key, options, "restore")
-    with (
-        runner.start(argv, Mode.RESTORE) as command,
-        _Deadline(command, options.deadline) as deadline,
-    ):
-        sink = _CommandWriter(command)
-        try:
-            compressed = _stream_plaintext(stored, encrypted, sink, options, url)
-        except StdinClosed:
-            # The command stopped reading: what it says about why is its exit status.
+    with storage.open_reader(key) as reader:
+        stored, encrypted, progress = _inspect_stored(reader, url, options, "restore")
+        with (
+            runner.start(argv, Mode.RESTORE) as command,
+            _Deadline(command, options.deadline) as deadline,
+        ):
+            sink = _CommandWriter(command)
+            try:
+                compressed = _stream_plaintext(stored, encrypted, sink, options, url)
+            except StdinClosed:
+                # The command stopped reading: what it says about why is its exit status.
+                status = command.wait()
+                deadline.check()
+                if status.ok:
+                    raise CommandFailed(
+                        f"the restore command exited 0 before reading the whole backup "
+                        f"(it read {human_bytes(sink.count)}); the restore is incomplete",
+                        exit_code=1,
+                    ) from None
+                raise _failed(status, "restore") from None
+            except BaseException:
+                # A broken stream must not look like a complete input: stop the command.
+                command.close_stdin()
+                command.kill()
+                raise
+            command.close_stdin()
             status = command.wait()
             deadline.check()
-            if status.ok:
-                raise CommandFailed(
-                    f"the restore command exited 0 before reading the whole backup "
-                    f"(it read {human_bytes(sink.count)}); the restore is incomplete",
-                    exit_code=1,
-                ) from None
-            raise _failed(status, "restore") from None
-        except BaseException:
-            # A broken stream must not look like a complete input: stop the command.
-            command.close_stdin()
-            command.kill()
-            raise
-        command.close_stdin()
-        status = command.wait()
-        deadline.check()
-        if not status.ok:
-            raise _failed(status, "restore")
+            if not status.ok:
+                raise _failed(status, "restore")
     progress.finish()
     _LOG.info("restored %s: %s of data", url, human_bytes(sink.count))
     return Summary(
@@ -445,9 +445,10 @@ def restore(
 def verify(storage: Storage, key: str, options: RestoreOptions) -> Summary:
     """Read, decrypt and decompress the object, checking every layer; restore nothing."""
     url = storage.url(key)
-    stored, encrypted, progress = _open_stored(storage, key, options, "verify")
     sink = _DiscardWriter()
-    compressed = _stream_plaintext(stored, encrypted, sink, options, url)
+    with storage.open_reader(key) as reader:
+        stored, encrypted, progress = _inspect_stored(reader, url, options, "verify")
+        compressed = _stream_plaintext(stored, encrypted, sink, options, url)
     progress.finish()
     digest = stored.sha256.hexdigest()
     if options.expected_sha256 and options.expected_sha256.lower() != digest:
