@@ -37,6 +37,7 @@ from click.testing import CliRunner
 from pytest_kind import KindCluster
 
 from generator.cli import main as backup_gen
+from generator.models import DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY
 from tests.conftest import free_port
 from tests.generator.conftest import GOLDEN, ROOT
 
@@ -73,6 +74,9 @@ DATABASE = "backend_db"
 #: Throwaway credentials of a throwaway cluster; fixed so that a kept cluster can be reused.
 MINIO_ACCESS_KEY = "backup-operator-e2e"
 MINIO_SECRET_KEY = "e2e-only-not-a-secret-4a7c"
+#: The Secret ``minio-credentials``, under the key names runs read by default; MinIO's root user
+#: is made from it too.
+MINIO_CREDENTIALS = {DEFAULT_ACCESS_KEY: MINIO_ACCESS_KEY, DEFAULT_SECRET_KEY: MINIO_SECRET_KEY}
 MYSQL_ROOT_PASSWORD = "e2e-only-mysql-root"
 
 # --- timeouts (seconds) --------------------------------------------------------------------
@@ -343,13 +347,12 @@ def argo(cluster: KindCluster) -> str:
 def minio(cluster: KindCluster) -> Iterator[Any]:
     """MinIO in namespace ``minio`` with the ``backups`` bucket; yields a boto3 S3 client that
     reaches it through ``kubectl port-forward``."""
-    credentials = {"AWS_ACCESS_KEY_ID": MINIO_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": MINIO_SECRET_KEY}
     server = {
         "image": MINIO_IMAGE,
         "args": ["server", "/data", "--address", ":9000"],
         "env": [
-            _secret_env("MINIO_ROOT_USER", "minio-credentials", "AWS_ACCESS_KEY_ID"),
-            _secret_env("MINIO_ROOT_PASSWORD", "minio-credentials", "AWS_SECRET_ACCESS_KEY"),
+            _secret_env("MINIO_ROOT_USER", "minio-credentials", DEFAULT_ACCESS_KEY),
+            _secret_env("MINIO_ROOT_PASSWORD", "minio-credentials", DEFAULT_SECRET_KEY),
         ],
         "ports": [{"containerPort": 9000}],
         "readinessProbe": {"httpGet": {"path": "/minio/health/ready", "port": 9000}},
@@ -359,7 +362,7 @@ def minio(cluster: KindCluster) -> Iterator[Any]:
         cluster,
         [
             namespace_doc(MINIO_NAMESPACE),
-            secret_doc("minio-credentials", MINIO_NAMESPACE, credentials),
+            secret_doc("minio-credentials", MINIO_NAMESPACE, MINIO_CREDENTIALS),
             deployment_doc("minio", MINIO_NAMESPACE, server, [{"name": "data", "emptyDir": {}}]),
             service_doc("minio", MINIO_NAMESPACE, 9000),
         ],
@@ -438,11 +441,11 @@ def mysql(cluster: KindCluster) -> MySQL:
 # --- the product ---------------------------------------------------------------------------
 
 
-def render(image: str, docs: Sequence[dict[str, Any]], *options: str) -> list[dict[str, Any]]:
+def render(image: str, docs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """``backup-gen render`` of API objects, as the Argo objects it prints."""
     result = CliRunner().invoke(
         backup_gen,
-        ["render", "-f", "-", "--namespace", NAMESPACE, "--image", image, *options],
+        ["render", "-f", "-", "--namespace", NAMESPACE, "--image", image],
         input=yaml.safe_dump_all(docs),
     )
     if result.exit_code != 0:
@@ -478,8 +481,7 @@ def seed(cluster: KindCluster, image: str, argo: str, minio: Any, mysql: MySQL) 
     )
     kubectl(cluster, "apply", "-n", NAMESPACE, "-f", str(ROOT / "argo" / "rbac.yaml"))
     # Runs read the storage's credentials Secret in their own namespace.
-    credentials = {"AWS_ACCESS_KEY_ID": MINIO_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": MINIO_SECRET_KEY}
-    apply(cluster, [secret_doc("minio-credentials", NAMESPACE, credentials)])
+    apply(cluster, [secret_doc("minio-credentials", NAMESPACE, MINIO_CREDENTIALS)])
 
     storage, schedule = yaml.safe_load_all((GOLDEN / "seed.in.yaml").read_text())
     schedule["spec"]["suspend"] = True  # the tests submit runs; the cron must not add its own
