@@ -15,7 +15,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from generator.podtemplate import DNS_LABEL, MAX_CONTAINERS, PodTemplate
+from generator.podtemplate import DNS_LABEL, PodTemplate
 from streamer.stages.gzip import DEFAULT_LEVEL, MAX_LEVEL, MIN_LEVEL
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "LABEL_RUN",
     "LABEL_SCHEDULE",
     "LABEL_STORAGE",
+    "MAX_ACTIVE_RUNS",
     "VERSION",
     "Action",
     "BackupRun",
@@ -79,6 +80,9 @@ CRON_PATTERN = (
     r"|@every\s+([0-9]+(ns|us|µs|ms|s|m|h))+"
     r"|([0-9*,/?-]+\s+){4}[0-9*,/?-]+)$"
 )
+
+#: How many runs in progress a schedule's status lists at most.
+MAX_ACTIVE_RUNS = 32
 
 #: An S3 bucket name (3-63 lowercase letters, digits, dots and hyphens).
 BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
@@ -397,7 +401,7 @@ class BackupScheduleSpec(_Model):
 
 class BackupScheduleStatus(_Model):
     conditions: list[Condition] | None = None
-    active: Annotated[list[str], Field(max_length=MAX_CONTAINERS)] | None = Field(
+    active: Annotated[list[str], Field(max_length=MAX_ACTIVE_RUNS)] | None = Field(
         default=None, description="Runs in progress."
     )
     last_schedule_time: datetime | None = None
