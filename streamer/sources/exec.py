@@ -390,7 +390,7 @@ class ExecCommand(Command):
         self._where = where
         self._state_lock = threading.Lock()
         self._ended = threading.Event()  # Status received, connection closed or lost, or killed
-        self._killed = False
+        self._killed = False  # by kill(), before the stream ended on its own
         self._lost: str | None = None  # why the connection ended without a Status
         self._status: ExitStatus | None = None
         self._failure: str | None = None  # the server's message for a failure with no exit code
@@ -403,18 +403,18 @@ class ExecCommand(Command):
         self._last_frame = time.monotonic()
         self._receiving_since: float | None = None
         self._stop_pinging = threading.Event()
-        self._pinger = threading.Thread(
-            target=self._keep_alive, args=(ping_interval,), name="exec-ping", daemon=True
-        )
-        self._pinger.start()
-        self._reader: threading.Thread | None = None
-        self._sender: threading.Thread | None = None
         # Stdin messages for the sender; None only wakes it up.
         self._outbox: queue.Queue[bytearray | None] = queue.Queue(maxsize=STDIN_QUEUE_DEPTH)
         self._input_done = threading.Event()
         self._keys, self._key_offset = b"", 0  # masking keys for the sender, see _mask_key
         self._send_error: BaseException | None = None
         self._closing = threading.Event()
+        self._pinger = threading.Thread(
+            target=self._keep_alive, args=(ping_interval,), name="exec-ping", daemon=True
+        )
+        self._pinger.start()
+        self._reader: threading.Thread | None = None
+        self._sender: threading.Thread | None = None
         if mode is Mode.RESTORE:
             self._reader = threading.Thread(target=self._drain, name="exec-reader", daemon=True)
             self._reader.start()
@@ -424,21 +424,26 @@ class ExecCommand(Command):
     # -- the frame loop ------------------------------------------------------------------------
 
     def _next_stdout(self) -> memoryview | None:
-        """Receive frames until stdout data arrives (returned) or the stream ends (None)."""
+        """Receive frames until stdout data arrives (returned) or the stream ends (None).
+
+        Only the thread running this loop touches the stderr buffer (and close(), after it).
+        """
         while not self._ended.is_set():
             self._receiving_since = time.monotonic()
             try:
                 opcode, frame = self._sock.recv_data_frame(True)
             except (WebSocketException, OSError, AttributeError) as exc:
                 # AttributeError: the socket was closed under us by kill()/close().
-                self._end(f"the connection was lost ({type(exc).__name__})")
-                return None
+                self._end(lost=f"the connection was lost ({type(exc).__name__})")
+                break
             finally:
                 self._receiving_since = None
             self._last_frame = time.monotonic()
             if opcode == ABNF.OPCODE_CLOSE:
-                self._end("the API server closed the connection without sending an exit status")
-                return None
+                self._end(
+                    lost="the API server closed the connection without sending an exit status"
+                )
+                break
             if opcode != ABNF.OPCODE_BINARY or not frame.data:
                 continue
             data = memoryview(frame.data)
@@ -451,20 +456,28 @@ class ExecCommand(Command):
                 self._stderr_chunk(payload)
             elif channel == STATUS:
                 self._status_chunk(payload)
+        self._flush_stderr()  # the end of the stream ends stderr's last line
         return None
 
     def _drain(self) -> None:
         while self._next_stdout() is not None:
             pass  # restore has no stdout; anything there is discarded
 
-    def _end(self, lost: str) -> None:
+    def _end(
+        self,
+        *,
+        status: ExitStatus | None = None,
+        failure: str | None = None,
+        lost: str | None = None,
+        killed: bool = False,
+    ) -> bool:
+        """Record how the stream ended; only the first end counts. Return whether this one did."""
         with self._state_lock:
             if self._ended.is_set():
-                return
-            if self._status is None and self._failure is None and self._lost is None:
-                self._lost = lost
+                return False
+            self._status, self._failure, self._lost, self._killed = status, failure, lost, killed
             self._ended.set()
-        self._flush_stderr()
+            return True
 
     def _stderr_chunk(self, payload: memoryview) -> None:
         self._stderr += payload
@@ -485,22 +498,14 @@ class ExecCommand(Command):
     def _status_chunk(self, payload: memoryview) -> None:
         self._status_bytes += payload
         if len(self._status_bytes) > MAX_STATUS_BYTES:
-            self._end_with(None, "the API server sent an oversized exit status")
+            self._end(failure="the API server sent an oversized exit status")
             return
         try:
             status = json.loads(bytes(self._status_bytes))
         except ValueError:
             return  # the Status may span several messages; wait for the rest
         exit_status, failure = parse_status(status)
-        self._end_with(exit_status, failure)
-
-    def _end_with(self, status: ExitStatus | None, failure: str | None) -> None:
-        with self._state_lock:
-            if self._ended.is_set():
-                return
-            self._status, self._failure = status, failure
-            self._ended.set()
-        self._flush_stderr()
+        self._end(status=exit_status, failure=failure)
 
     def _keep_alive(self, interval: float) -> None:
         """Ping every ``interval``; end the stream when pings go unanswered for too long.
@@ -526,7 +531,7 @@ class ExecCommand(Command):
                 and receiving_since is not None
                 and now - max(unanswered_since, receiving_since) >= dead_after
             ):
-                self._end(f"no reply to keep-alive pings for {dead_after:g}s")
+                self._end(lost=f"no reply to keep-alive pings for {dead_after:g}s")
                 with contextlib.suppress(OSError, AttributeError):
                     self._sock.abort()
                 return
@@ -659,12 +664,8 @@ class ExecCommand(Command):
         raise SourceError(f"the exit status of the command in {self._where} is unknown")
 
     def kill(self) -> None:
-        with self._state_lock:
-            if self._ended.is_set():
-                return
-            self._killed = True
-            self._lost = "killed"
-            self._ended.set()
+        if not self._end(killed=True):
+            return
         self._stop_pinging.set()
         with contextlib.suppress(OSError, AttributeError):
             self._sock.abort()  # wakes every thread blocked on the socket
@@ -683,7 +684,7 @@ class ExecCommand(Command):
         self._flush_stderr()
 
     def _raise_if_lost(self) -> None:
-        if self._lost is not None and not self._killed:
+        if self._lost is not None:
             if self._mode is Mode.BACKUP:
                 progress = f"after {self._received} bytes of output: {self._lost}; the output is "
                 progress += "incomplete, so nothing is kept"
