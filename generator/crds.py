@@ -51,6 +51,7 @@ _KEEP = frozenset(
         "maxProperties",
         "required",
         "x-kubernetes-validations",
+        "x-kubernetes-int-or-string",
     }
 )
 
@@ -116,7 +117,7 @@ def _inline(node: Mapping[str, Any], defs: Mapping[str, Any], describe: bool) ->
     if describe and node.get("description"):
         out["description"] = node["description"]
     for key, value in node.items():
-        if key in _KEEP or key == "x-kubernetes-int-or-string":
+        if key in _KEEP:
             out[key] = value
         elif key == "const":
             out["enum"] = [value]
