@@ -419,8 +419,8 @@ def restore(
                     ) from None
                 raise _failed(status, "restore") from None
             except BaseException:
-                # A broken stream must not look like a complete input: stop the command.
-                command.close_stdin()
+                # A broken stream must not look like a complete input: stop the command
+                # before it can see the end of its input (close() closes stdin afterwards).
                 command.kill()
                 raise
             command.close_stdin()

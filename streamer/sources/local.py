@@ -115,8 +115,8 @@ class LocalCommand(Command):
             os.killpg(self._proc.pid, signal.SIGKILL)
 
     def close(self) -> None:
+        self.kill()  # first: a command that sees the end of its input may act on it
         self.close_stdin()
-        self.kill()
         self._proc.wait()
         if self._stdout is not None:
             self._stdout.close()

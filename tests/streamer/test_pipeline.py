@@ -108,3 +108,16 @@ def test_the_stored_object_is_closed_however_the_run_ends(
         with pytest.raises(error):
             run(storage)
     assert [reader.closed for reader in storage.readers] == [True]
+
+
+def test_a_broken_restore_stream_kills_the_command_before_it_sees_the_end_of_input(
+    tmp_path: Path,
+) -> None:
+    # The command must never see EOF on a partial input: it would take it for a whole backup.
+    (tmp_path / "object").write_bytes(GZIP_MAGIC + b"junk")
+    runner = RecordingRunner()
+    with pytest.raises(CompressionError):
+        _restore(FileStorage(tmp_path), runner)
+    calls = runner.command.calls
+    assert "kill" in calls
+    assert "close_stdin" not in calls[: calls.index("kill")]
