@@ -144,7 +144,10 @@ def crds(output_dir: Path | None) -> None:
     if output_dir is None:
         click.echo("".join(texts.values()), nl=False)
         return
-    output_dir.mkdir(parents=True, exist_ok=True)
-    for name, text in texts.items():
-        (output_dir / name).write_text(text, encoding="utf-8")
-        click.echo(f"wrote {output_dir / name}")
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        for name, text in texts.items():
+            (output_dir / name).write_text(text, encoding="utf-8")
+            click.echo(f"wrote {output_dir / name}")
+    except OSError as exc:
+        raise _Failed(f"cannot write the CRDs into {output_dir}: {exc.strerror}") from None

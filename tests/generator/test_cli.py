@@ -123,3 +123,12 @@ def test_crds_writes_a_directory(tmp_path: Path) -> None:
     assert result.exit_code == 0
     written = {p.name: p.read_text() for p in (tmp_path / "crds").iterdir()}
     assert written == crd_texts()
+
+
+def test_crds_into_a_path_that_cannot_be_a_directory(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    result = gen("crds", "-o", str(tmp_path / "file" / "crds"))
+    assert result.exit_code == 1, result.exception
+    assert f"cannot write the CRDs into {tmp_path / 'file' / 'crds'}: Not a directory" in (
+        result.stderr
+    )
