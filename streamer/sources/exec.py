@@ -408,7 +408,6 @@ class ExecCommand(Command):
         self._input_done = threading.Event()
         self._keys, self._key_offset = b"", 0  # masking keys for the sender, see _mask_key
         self._send_error: BaseException | None = None
-        self._closing = threading.Event()
         self._pinger = threading.Thread(
             target=self._keep_alive, args=(ping_interval,), name="exec-ping", daemon=True
         )
@@ -585,28 +584,24 @@ class ExecCommand(Command):
     def _send_loop(self) -> None:
         """Send queued stdin messages, so framing and TLS overlap the caller's decompression.
 
-        After a failure the queue is still drained (and discarded), so writers never block
-        on a sender that has given up; they see the failure instead. Once close_stdin() was
-        called and the queue is empty, the CLOSE signal goes out and the sender ends.
+        Once close_stdin() was called and the queue is empty, the CLOSE signal goes out and the
+        sender ends. It also ends on a send error or when the stream ends (kill() and close()
+        end it): writers see either in _enqueue() instead of waiting on a full queue.
         """
-        while True:
+        while not self._ended.is_set():
             try:
                 item = self._outbox.get(timeout=0.2)
             except queue.Empty:
                 item = None
             if item is not None:
-                if self._send_error is None:
-                    try:
-                        self._send_stdin(item)
-                    except (WebSocketException, OSError, AttributeError) as exc:
-                        self._send_error = exc
-                continue
-            if self._input_done.is_set() and self._outbox.empty():
-                if self._send_error is None and not self._ended.is_set():
-                    with contextlib.suppress(WebSocketException, OSError, AttributeError):
-                        self._sock.send(bytes((CLOSE, STDIN)), ABNF.OPCODE_BINARY)
-                return
-            if self._closing.is_set():
+                try:
+                    self._send_stdin(item)
+                except (WebSocketException, OSError, AttributeError) as exc:
+                    self._send_error = exc
+                    return
+            elif self._input_done.is_set() and self._outbox.empty():
+                with contextlib.suppress(WebSocketException, OSError, AttributeError):
+                    self._sock.send(bytes((CLOSE, STDIN)), ABNF.OPCODE_BINARY)
                 return
 
     def _send_stdin(self, chunk: bytearray) -> None:
@@ -674,7 +669,6 @@ class ExecCommand(Command):
         self._stdin_open = False
         self.kill()
         self._stop_pinging.set()
-        self._closing.set()
         with contextlib.suppress(OSError, AttributeError):
             self._sock.abort()  # a sender blocked on a peer that stopped reading wakes up too
         for thread in (self._reader, self._sender, self._pinger):
