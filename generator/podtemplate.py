@@ -38,8 +38,12 @@ _RESERVED = "[" + ", ".join(f"'{n}'" for n in RESERVED_CONTAINER_NAMES) + "]"
 _QUANTITY_MAPS = ("limits", "requests")
 
 
+def _quantity(value: Any) -> Any:
+    """``cpu: 1`` and ``sizeLimit: 1.5`` are valid quantities; hera's Quantity takes strings."""
+    return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
 def _quantities_as_strings(data: Any) -> Any:
-    """``cpu: 1`` is a valid quantity; hera's Quantity model only takes strings."""
     if isinstance(data, dict):
         resources = data.get("resources")
         if isinstance(resources, dict):
@@ -47,19 +51,14 @@ def _quantities_as_strings(data: Any) -> Any:
             for key in _QUANTITY_MAPS:
                 values = resources.get(key)
                 if isinstance(values, dict):
-                    data["resources"][key] = {
-                        k: str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v
-                        for k, v in values.items()
-                    }
+                    data["resources"][key] = {k: _quantity(v) for k, v in values.items()}
     return data
 
 
 def _size_limit_as_string(volume: Any) -> Any:
-    """``emptyDir.sizeLimit: 1073741824`` is a valid quantity too."""
-    if isinstance(volume, dict) and isinstance(volume.get("emptyDir"), dict):
-        limit = volume["emptyDir"].get("sizeLimit")
-        if isinstance(limit, int) and not isinstance(limit, bool):
-            return {**volume, "emptyDir": {**volume["emptyDir"], "sizeLimit": str(limit)}}
+    empty_dir = volume.get("emptyDir") if isinstance(volume, dict) else None
+    if isinstance(empty_dir, dict) and "sizeLimit" in empty_dir:
+        return {**volume, "emptyDir": {**empty_dir, "sizeLimit": _quantity(empty_dir["sizeLimit"])}}
     return volume
 
 

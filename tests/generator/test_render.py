@@ -255,3 +255,9 @@ def test_quantities_may_be_numbers() -> None:
     (cron, _) = yaml.safe_load_all(render_texts([("case", text)], RenderOptions()))
     volumes = cron["spec"]["workflowSpec"]["volumes"]
     assert volumes[1]["emptyDir"] == {"sizeLimit": "1024"}
+
+
+def test_a_size_limit_may_be_a_fraction() -> None:
+    text = (GOLDEN / "pod-template.in.yaml").read_text().replace("sizeLimit: 1Gi", "sizeLimit: 0.5")
+    (cron, _) = yaml.safe_load_all(render_texts([("case", text)], RenderOptions()))
+    assert cron["spec"]["workflowSpec"]["volumes"][1]["emptyDir"] == {"sizeLimit": "0.5"}
