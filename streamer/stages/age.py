@@ -67,12 +67,19 @@ def parse_recipient(text: str) -> Recipient:
     )
 
 
+def _read_key_file(path: Path, what: str) -> str:
+    try:
+        return path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {str(path)!r}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        # Never quote the bytes: they may be a secret's.
+        raise ConfigError(f"{what} {str(path)!r} is not a text file of keys") from exc
+
+
 def read_recipients_file(path: Path) -> list[Recipient]:
     """Recipients from a file, one per line; blank lines and ``#`` comments are skipped."""
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as exc:
-        raise ConfigError(f"cannot read recipients file {str(path)!r}: {exc.strerror}") from exc
+    lines = _read_key_file(path, "recipients file").splitlines()
     recipients = [
         parse_recipient(line) for line in lines if line.strip() and not line.startswith("#")
     ]
@@ -110,10 +117,7 @@ def load_identities(files: Iterable[Path], env_value: str | None) -> list[Identi
     """Every identity from ``files`` and from the AGE_IDENTITY environment value."""
     identities: list[Identity] = []
     for path in files:
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise ConfigError(f"cannot read identity file {str(path)!r}: {exc.strerror}") from exc
+        text = _read_key_file(path, "identity file")
         identities += parse_identities(text, f"identity file {str(path)!r}")
     if env_value:
         identities += parse_identities(env_value, "AGE_IDENTITY")

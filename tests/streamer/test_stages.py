@@ -6,6 +6,7 @@ import io
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pyrage
 import pytest
@@ -177,6 +178,21 @@ def test_bad_identity_line_is_named_not_echoed(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="line 2 is not an age identity") as info:
         age.load_identities([path], None)
     assert secret not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "load",
+    [
+        pytest.param(lambda path: age.load_identities([path], None), id="identity-file"),
+        pytest.param(age.read_recipients_file, id="recipients-file"),
+    ],
+)
+def test_a_binary_key_file_is_a_config_error(tmp_path: Path, load: Any) -> None:
+    path = tmp_path / "key.bin"
+    path.write_bytes(b"\x9e\xff\x00 not text")
+    with pytest.raises(ConfigError, match="is not a text file of keys") as info:
+        load(path)
+    assert "0x9e" not in str(info.value)
 
 
 def test_wrong_identity(age_key: AgeKey, other_age_key: AgeKey) -> None:
