@@ -399,7 +399,7 @@ class ExecCommand(Command):
         self._pending = memoryview(b"")
         self._stdin_open = mode is Mode.RESTORE
         self._received = 0
-        self._sent = 0
+        self._sent = 0  # stdin bytes handed to the socket (not just queued)
         self._last_frame = time.monotonic()
         self._receiving_since: float | None = None
         self._stop_pinging = threading.Event()
@@ -563,10 +563,8 @@ class ExecCommand(Command):
         view = memoryview(data).cast("B")
         while view:
             chunk, view = view[:MAX_STDIN_FRAME], view[MAX_STDIN_FRAME:]
-            self._enqueue(
-                bytearray(chunk)
-            )  # a copy (the caller may reuse its buffer), masked later
-            self._sent += len(chunk)
+            # A copy: the caller may reuse its buffer; the sender masks it in place.
+            self._enqueue(bytearray(chunk))
 
     def _enqueue(self, item: bytearray) -> None:
         """Queue one stdin message; raise StdinClosed once the input can no longer arrive."""
@@ -620,6 +618,7 @@ class ExecCommand(Command):
                 raise WebSocketException("the connection is closed")
             raw.sendall(header)
             raw.sendall(payload)
+        self._sent += len(chunk)
 
     def _mask_key(self) -> bytes:
         """A fresh random masking key, cut from a pool (one getrandom call per 1024 keys).
