@@ -162,8 +162,8 @@ def _streamer_args(
     args += ["--pod", "$(POD_NAME)", "--namespace", "$(POD_NAMESPACE)"]
     args += ["--container", action.container]
     args += _storage_args(ctx.storage)
+    compression = spec.compression or Compression()
     if kind == "backup":
-        compression = spec.compression or Compression()
         args += ["--compression", compression.algorithm]
         if compression.level is not None:
             args += ["--level", str(compression.level)]
@@ -173,8 +173,13 @@ def _streamer_args(
         for name, value in sorted(ctx.variables.items()):
             args += ["--var", f"{name}={value}"]
         args += ["--outputs", OUTPUTS_DIR]
-    elif spec.encryption is not None and spec.encryption.decryption_key is not None:
-        args += ["--identity", f"{IDENTITY_DIR}/{IDENTITY_FILE}"]
+    else:
+        # The streamer detects gzip by its magic bytes, which data stored uncompressed may
+        # start with too (a command that compresses on its own, e.g. tar -z).
+        if compression.algorithm == "none":
+            args += ["--compression", "none"]
+        if spec.encryption is not None and spec.encryption.decryption_key is not None:
+            args += ["--identity", f"{IDENTITY_DIR}/{IDENTITY_FILE}"]
     if action.deadline_seconds is not None:
         args += ["--deadline", str(action.deadline_seconds)]
     args.append("--")

@@ -114,6 +114,14 @@ def test_compression_is_gzip_unless_turned_off(
     assert ("uncompressed" in description) == (compression == "none")
 
 
+def test_a_restore_does_not_gunzip_what_was_stored_uncompressed() -> None:
+    text = (GOLDEN / "seed.in.yaml").read_text()
+    text = text.replace("      retainPolicy: Delete\n", "      compression: {algorithm: none}\n")
+    (_, template) = yaml.safe_load_all(render_texts([("case", text)], RenderOptions()))
+    args = _template(template)["container"]["args"]
+    assert _flag(args, "--compression") == "none"
+
+
 def test_deadline_maps_to_both_deadlines() -> None:
     template = _template(rendered("seed")[0])
     assert _flag(template["container"]["args"], "--deadline") == "300"
