@@ -20,9 +20,10 @@ import pytest
 from click.testing import CliRunner, Result
 
 from streamer.cli import main
-from tests.conftest import FAKE_SECRET, AgeKey, list_keys, pending_uploads
+from tests.conftest import FAKE_SECRET, AgeKey, list_keys
 from tests.exec.apiserver import V4, ApiServer
 from tests.exec.conftest import EXEC_TOKEN, NAMESPACE, POD
+from tests.streamer.test_cli import assert_nothing_stored
 from tests.streamer.test_databases import HOST, mysql, psql
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("kubeconfig", "s3_env")]
@@ -38,11 +39,6 @@ def streamer(*args: str) -> Result:
         assert EXEC_TOKEN not in text
         assert "Traceback" not in text
     return result
-
-
-def assert_nothing_stored(s3_client, bucket: str) -> None:  # type: ignore[no-untyped-def]
-    assert list_keys(s3_client, bucket) == []
-    assert pending_uploads(s3_client, bucket) == []
 
 
 def zeros(size: int) -> list[str]:
@@ -75,7 +71,8 @@ def test_one_gib_random_binary_round_trip(
     with source.open("wb") as out:
         for _ in range(64):
             out.write(os.urandom(16 * MiB))
-    expected = _sha256(source)
+    with source.open("rb") as stream:
+        expected = hashlib.file_digest(stream, "sha256").hexdigest()
     url = (tmp_path / "stored.age").as_uri()
     exe = str(Path(sys.executable).with_name("streamer"))
     digest = tmp_path / "restored.sha256"
@@ -92,14 +89,6 @@ def test_one_gib_random_binary_round_trip(
     assert [e.protocol for e in apiserver.execs] == ["v5.channel.k8s.io"] * 2
     for rss in (backup_rss, restore_rss):
         assert rss < 128 * MiB, f"peak RSS {rss / MiB:.0f} MiB"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while chunk := stream.read(4 * MiB):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _run_measured(argv: list[str]) -> int:

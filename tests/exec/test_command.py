@@ -25,7 +25,7 @@ from kubernetes import config as k8s_config
 from streamer.errors import ConfigError, SourceError, StdinClosed, StreamerError
 from streamer.sources.base import Command, ExitStatus, Mode
 from streamer.sources.exec import MAX_STDERR_LINE, ExecRunner, mask, parse_status
-from tests.exec.apiserver import V4, V5, ApiServer, PodSpec
+from tests.exec.apiserver import V4, V5, ApiServer, PodSpec, write_kubeconfig
 from tests.exec.conftest import EXEC_TOKEN, NAMESPACE, POD
 
 pytestmark = pytest.mark.timeout(60)
@@ -508,8 +508,6 @@ def test_in_cluster_credentials(
 def test_namespace_from_the_kubeconfig_context(
     kubeconfig: Path, apiserver: ApiServer, tls: tuple, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.exec.apiserver import write_kubeconfig
-
     write_kubeconfig(kubeconfig, apiserver.url, EXEC_TOKEN, namespace="ctx-ns", ca_file=tls[1])
     assert ExecRunner.from_environment("p", "c", None).namespace == "ctx-ns"
     write_kubeconfig(kubeconfig, apiserver.url, EXEC_TOKEN, ca_file=tls[1])
