@@ -180,9 +180,15 @@ def _runner(kw: dict[str, Any]) -> Runner:
 
 def _emit(summary: Summary, as_json: bool, outputs: Path | None) -> None:
     if outputs is not None:
-        outputs.mkdir(parents=True, exist_ok=True)
-        for name, value in summary.outputs().items():
-            (outputs / name).write_text(value)
+        try:
+            outputs.mkdir(parents=True, exist_ok=True)
+            for name, value in summary.outputs().items():
+                (outputs / name).write_text(value)
+        except OSError as exc:
+            raise StreamerError(
+                f"{summary.url} is done, but its summary cannot be written to --outputs "
+                f"{str(outputs)!r}: {exc.strerror or exc}"
+            ) from exc
     if as_json:
         click.echo(json.dumps(summary.as_json(), indent=2))
 

@@ -152,6 +152,17 @@ def test_file_storage(tmp_path: Path, data_file: Path) -> None:
     assert out.read_bytes() == DATA
 
 
+def test_an_unwritable_outputs_directory_is_an_error_not_a_traceback(
+    tmp_path: Path, data_file: Path
+) -> None:
+    not_a_directory = tmp_path / "file"
+    not_a_directory.write_text("")
+    outputs = not_a_directory / "outputs"
+    result = backup(f"file://{tmp_path / 'db.sql.gz'}", data_file, "--outputs", str(outputs))
+    assert result.exit_code == 1
+    assert f"cannot be written to --outputs '{outputs}'" in result.stderr
+
+
 # --- backup failures -----------------------------------------------------------------------
 
 
