@@ -24,7 +24,6 @@ import cProfile
 import os
 import pstats
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
@@ -100,7 +99,7 @@ def measure(name: str, argv: list[str], servers: Servers, plaintext: int) -> Run
 
 
 class Servers:
-    """moto and the loopback API server, each in its own process."""
+    """moto and the loopback API server, each in its own process; stopped on exit."""
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
@@ -119,6 +118,14 @@ class Servers:
         }
         for name in ("POD_NAME", "POD_NAMESPACE", "KUBERNETES_SERVICE_HOST"):
             self.env.pop(name, None)
+        try:
+            self._start_all(s3_port)
+        except BaseException:
+            self.stop()  # a server that did start must not outlive a failed start
+            raise
+
+    def _start_all(self, s3_port: int) -> None:
+        workdir = self.workdir
         self._start(
             "moto", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(s3_port)]
         )
@@ -131,11 +138,19 @@ class Servers:
              "--kubeconfig", str(workdir / "kubeconfig"), "--tls-dir", str(workdir)]
         )  # fmt: skip
         wait_for_port(kube_port, "the loopback API server")
-        for _ in range(100):
+        for _ in range(100):  # it writes the kubeconfig just after it starts listening
             if (workdir / "kubeconfig").exists():
                 break
             time.sleep(0.05)
+        else:
+            raise SystemExit("the loopback API server wrote no kubeconfig")
         s3_client(self.env).create_bucket(Bucket=BUCKET)
+
+    def __enter__(self) -> Servers:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
 
     def cpu(self) -> dict[str, float]:
         return {name: _cpu_seconds(proc.pid) for name, proc in self.procs.items()}
@@ -234,35 +249,32 @@ def main() -> None:
 
     import pyrage
 
-    workdir = Path(tempfile.mkdtemp(prefix="bench-exec-"))
-    identity = pyrage.x25519.Identity.generate()
-    key = workdir / "key.txt"
-    key.write_text(f"{identity}\n")
-    recipient = str(identity.to_public())
-    corpus = workdir / "corpus.sql"
-    with corpus.open("wb") as f:
-        for chunk in chunks(size):
-            f.write(chunk)
     streamer = [sys.executable, "-m", "streamer", "-q"]
-    servers = Servers(workdir)
     best: dict[str, Run] = {}
-    try:
-        print(f"corpus: {size / 1e6:.0f} MB SQL dump, gzip + age, S3 (moto), {rounds} round(s)")
-        for _ in range(rounds):
-            for step in ("backup", "restore"):
-                for source in ("local", "exec"):
-                    backup, restore = commands(source, corpus, recipient, key)
-                    argv = backup if step == "backup" else restore
-                    run = measure(f"{step} {source}", [*streamer, *argv], servers, size)
-                    if run.name not in best or run.seconds < best[run.name].seconds:
-                        best[run.name] = run
-        if args.profile:
-            backup, restore = commands("exec", corpus, recipient, key)
-            profile(servers, backup, workdir / "backup.prof", "backup")
-            profile(servers, restore, workdir / "restore.prof", "restore")
-    finally:
-        servers.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix="bench-exec-", ignore_cleanup_errors=True) as tmp:
+        workdir = Path(tmp)
+        identity = pyrage.x25519.Identity.generate()
+        key = workdir / "key.txt"
+        key.write_text(f"{identity}\n")
+        recipient = str(identity.to_public())
+        corpus = workdir / "corpus.sql"
+        with corpus.open("wb") as f:
+            for chunk in chunks(size):
+                f.write(chunk)
+        with Servers(workdir) as servers:
+            print(f"corpus: {size / 1e6:.0f} MB SQL dump, gzip + age, S3 (moto), {rounds} round(s)")
+            for _ in range(rounds):
+                for step in ("backup", "restore"):
+                    for source in ("local", "exec"):
+                        backup, restore = commands(source, corpus, recipient, key)
+                        argv = backup if step == "backup" else restore
+                        run = measure(f"{step} {source}", [*streamer, *argv], servers, size)
+                        if run.name not in best or run.seconds < best[run.name].seconds:
+                            best[run.name] = run
+            if args.profile:
+                backup, restore = commands("exec", corpus, recipient, key)
+                profile(servers, backup, workdir / "backup.prof", "backup")
+                profile(servers, restore, workdir / "restore.prof", "restore")
     report(best, quick=args.quick)
 
 
