@@ -29,7 +29,7 @@ from streamer.pipeline import verify as run_verify
 from streamer.sources.base import Runner
 from streamer.sources.local import LocalRunner
 from streamer.stages import age
-from streamer.stages.gzip import MAX_LEVEL, MIN_LEVEL
+from streamer.stages.gzip import DEFAULT_LEVEL, MAX_LEVEL, MIN_LEVEL
 from streamer.storage.base import S3Settings, Storage, open_storage
 
 __all__ = ["main"]
@@ -37,9 +37,6 @@ __all__ = ["main"]
 F = TypeVar("F", bound=Callable[..., Any])
 _LOG = logging.getLogger("streamer")
 MiB = 1 << 20
-#: Three 8 MiB parts in flight upload as fast as more on a two-core machine and keep the
-#: streamer's peak RSS well under 128 MiB; raise it for high-latency links.
-DEFAULT_PARTS_IN_FLIGHT = 3
 
 
 class _Terminated(BaseException):
@@ -75,14 +72,14 @@ def _storage_options(f: F) -> F:
         click.option(
             "--parts-in-flight",
             type=click.IntRange(1, 64),
-            default=DEFAULT_PARTS_IN_FLIGHT,
+            default=S3Settings.parts_in_flight,
             show_default=True,
             help="Parts uploaded at once; memory is about part size x (this + 1).",
         ),
         click.option(
             "--ranges-in-flight",
             type=click.IntRange(1, 64),
-            default=1,
+            default=S3Settings.ranges_in_flight,
             show_default=True,
             help="Ranged GETs at once when reading; 1 streams one GET (resumed if it breaks).",
         ),
@@ -296,7 +293,7 @@ def _resolve_key(
 @click.option(
     "--level",
     type=click.IntRange(MIN_LEVEL, MAX_LEVEL),
-    default=-1,
+    default=DEFAULT_LEVEL,
     show_default=True,
     help="gzip level: -1 default (fast, ~gzip -6 size), 0 store, 1 fastest … 9 smallest, "
     "-2 Huffman only.",
