@@ -199,12 +199,7 @@ class ExecRunner:
         sock, protocol = self._connect(argv, mode)
         if mode is Mode.RESTORE and protocol != V5_PROTOCOL:
             sock.shutdown()
-            raise SourceError(
-                f"cannot restore into {self.describe()}: the API server only speaks {protocol}, "
-                "which has no way to close the command's stdin, so the restore command would "
-                "never see the end of its input; Kubernetes 1.30 or newer (v5.channel.k8s.io) "
-                "is needed"
-            )
+            raise self._cannot_close_stdin(f"the API server only speaks {protocol}")
         log.debug("exec into %s over %s", self.describe(), protocol)
         return ExecCommand(sock, mode, where=self.describe(), ping_interval=self.ping_interval)
 
@@ -278,13 +273,17 @@ class ExecRunner:
         if major is None or minor is None:
             return
         if (int(major.group()), int(minor.group())) < FIRST_VERSION_WITH_CLOSE:
-            raise SourceError(
-                f"cannot restore into {self.describe()}: the API server is "
-                f"{info.get('gitVersion') or major.group() + '.' + minor.group()}, whose exec "
-                f"protocol ({V4_PROTOCOL}) has no way to close the command's stdin, so the "
-                "restore command would never see the end of its input; Kubernetes 1.30 or newer "
-                f"({V5_PROTOCOL}) is needed"
+            version = info.get("gitVersion") or f"{major.group()}.{minor.group()}"
+            raise self._cannot_close_stdin(
+                f"the API server is {version}, whose exec protocol is {V4_PROTOCOL}"
             )
+
+    def _cannot_close_stdin(self, why: str) -> SourceError:
+        return SourceError(
+            f"cannot restore into {self.describe()}: {why}, which has no way to close the "
+            "command's stdin, so the restore command would never see the end of its input; "
+            f"Kubernetes 1.30 or newer ({V5_PROTOCOL}) is needed"
+        )
 
     def _wait_until_running(self) -> None:
         deadline = time.monotonic() + self.ready_timeout
