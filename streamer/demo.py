@@ -131,10 +131,8 @@ def _run(tmp: Path, env: dict[str, str], pyrage: Any) -> None:
 
     _step("restore: into a file, compared with the original dump")
     restored = tmp / "restored.sql"
-    _streamer(
-        ["restore", backup["url"], "-i", str(key_file), "--", "sh", "-c", f"cat > {restored}"],
-        env,
-    )
+    into_file = ["sh", "-c", f"cat > {shlex.quote(str(restored))}"]
+    _streamer(["restore", backup["url"], "-i", str(key_file), "--", *into_file], env)
     original = hashlib.sha256()
     with subprocess.Popen(dump, stdout=subprocess.PIPE, env=env) as proc:
         assert proc.stdout is not None
