@@ -562,7 +562,7 @@ class ExecCommand(Command):
         view = memoryview(data).cast("B")
         while view:
             chunk, view = view[:MAX_STDIN_FRAME], view[MAX_STDIN_FRAME:]
-            # A copy: the caller may reuse its buffer; the sender masks it in place.
+            # A copy: the caller may reuse its buffer before the sender has sent it.
             self._enqueue(bytearray(chunk))
 
     def _enqueue(self, item: bytearray) -> None:
@@ -602,11 +602,11 @@ class ExecCommand(Command):
                 return
 
     def _send_stdin(self, chunk: bytearray) -> None:
-        """Send one stdin message, framed and masked (in place) here, not by websocket-client.
+        """Send one stdin message, framed and masked here, not by websocket-client.
 
-        Masking is the costliest step of the restore path, and :func:`mask_in_place` does it
-        about four times as fast as websocket-client; the channel byte is masked apart from
-        the data so the data is never copied just to prepend it.
+        Masking is the costliest step of the restore path, and :func:`_masked` does it several
+        times as fast as websocket-client; the channel byte is masked apart from the data so
+        the data is never copied just to prepend it.
         """
         key = self._mask_key()
         header = _frame_header(len(chunk) + 1, key) + bytes((STDIN ^ key[0],))
