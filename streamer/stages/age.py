@@ -190,18 +190,16 @@ def decrypt(
     keep = _KeepErrors()
     try:
         pyrage.decrypt_io(keep.reader(reader), keep.writer(writer), list(identities))
-    except pyrage.DecryptError as exc:
+    except Exception as exc:
         if keep.error is not None:
             raise keep.error from None
+        if not isinstance(exc, pyrage.DecryptError):
+            raise EncryptionError(
+                f"{what} is corrupted or truncated: age authentication failed ({exc})"
+            ) from exc
         if "No matching keys" in str(exc):
             raise EncryptionError(
                 f"none of the given identities can decrypt {what}: it was encrypted to other "
                 "recipients; pass the matching key with -i/--identity or AGE_IDENTITY"
             ) from exc
         raise EncryptionError(f"cannot decrypt {what}: {exc}") from exc
-    except Exception as exc:
-        if keep.error is not None:
-            raise keep.error from None
-        raise EncryptionError(
-            f"{what} is corrupted or truncated: age authentication failed ({exc})"
-        ) from exc
