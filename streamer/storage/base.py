@@ -12,7 +12,7 @@ import abc
 import io
 from dataclasses import dataclass
 from types import TracebackType
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 from streamer.errors import ConfigError
 
@@ -121,23 +121,28 @@ class Storage(abc.ABC):
 def open_storage(url: str, settings: S3Settings | None = None) -> tuple[Storage, str]:
     """Parse ``s3://bucket/key`` or ``file:///path`` into a storage and a key.
 
-    File storage is rooted at ``/``, so keys are absolute paths without their leading slash.
-    The key may be empty or a prefix: a caller that renders the rest from a path template
-    joins the two.
+    S3 keys are taken literally, as ``aws s3`` does: ``#``, ``?`` and ``%`` are part of the
+    key, not a fragment, a query or an escape, so every key a path template can render can be
+    restored by the URL a backup reports. File URLs are percent-decoded (RFC 8089, as
+    ``Path.as_uri()`` writes them) but never split at ``#`` or ``?``. File storage is rooted
+    at ``/``, so its keys are absolute paths without their leading slash. The key may be empty
+    or a prefix: a caller that renders the rest from a path template joins the two.
     """
-    parts = urlsplit(url)
-    if parts.scheme == "s3":
-        if not parts.netloc:
+    scheme, separator, rest = url.partition("://")
+    if separator and scheme == "s3":
+        bucket, _, key = rest.partition("/")
+        if not bucket:
             raise ConfigError(f"{url!r} has no bucket: write s3://BUCKET/KEY")
         from streamer.storage.s3 import S3Storage
 
-        return S3Storage(parts.netloc, settings or S3Settings()), unquote(parts.path.lstrip("/"))
-    if parts.scheme == "file":
-        if parts.netloc not in ("", "localhost"):
+        return S3Storage(bucket, settings or S3Settings()), key
+    if separator and scheme == "file":
+        host, _, path = rest.partition("/")
+        if host not in ("", "localhost"):
             raise ConfigError(f"{url!r}: file URLs take an absolute path, file:///path")
         from streamer.storage.file import FileStorage
 
-        return FileStorage("/"), unquote(parts.path.lstrip("/"))
+        return FileStorage("/"), unquote(path)
     raise ConfigError(
         f"unsupported storage URL {url!r}: use s3://BUCKET/KEY or file:///ABSOLUTE/PATH"
     )

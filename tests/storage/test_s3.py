@@ -67,9 +67,9 @@ def test_round_trip(
 
 
 def test_url_and_open_storage(s3_env: str) -> None:
-    storage, key = open_storage("s3://some-bucket/backups/a%20b.sql")
+    storage, key = open_storage("s3://some-bucket/backups/a%20b#1?.sql")
     assert isinstance(storage, S3Storage)
-    assert (storage.bucket, key) == ("some-bucket", "backups/a b.sql")
+    assert (storage.bucket, key) == ("some-bucket", "backups/a%20b#1?.sql")
     assert storage.url("x/y") == "s3://some-bucket/x/y"
 
 

@@ -413,3 +413,35 @@ def test_help_has_examples() -> None:
         result = streamer(command, "--help")
         assert result.exit_code == 0
         assert "Examples:" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        pytest.param("backups/a#1.sql", id="hash"),
+        pytest.param("backups/q?x=1.sql", id="question-mark"),
+        pytest.param("backups/x%41.sql", id="percent"),
+        pytest.param("backups/with space.sql", id="space"),
+        pytest.param("backups/ünïcödé/✓.sql", id="unicode"),
+    ],
+)
+def test_keys_are_taken_literally(
+    bucket: str, s3_client, data_file: Path, tmp_path: Path, key: str
+) -> None:
+    url = f"s3://{bucket}/{key}"
+    result = backup(url, data_file)
+    assert result.exit_code == 0, result.stderr
+    assert list_keys(s3_client, bucket) == [key]
+    assert json.loads(result.stdout)["path"] == key
+    out = tmp_path / "out"
+    assert restore_to(json.loads(result.stdout)["url"], out).exit_code == 0
+    assert out.read_bytes() == DATA
+
+
+def test_file_urls_are_decoded_but_never_split(tmp_path: Path, data_file: Path) -> None:
+    target = tmp_path / "odd #1 %41?.sql"
+    assert backup(target.as_uri(), data_file).exit_code == 0
+    assert target.exists()
+    hashed = tmp_path / "plain#name.sql"
+    assert backup(f"file://{hashed}", data_file).exit_code == 0
+    assert hashed.exists()
