@@ -10,6 +10,9 @@
 # files written (`--outputs /tmp/outputs`, or /tmp for a kubeconfig with inline credentials).
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+# Extras to install: none for the streamer image; "[generator]" for an image that also runs
+# backup-gen (docker build --build-arg EXTRAS=[generator] .).
+ARG EXTRAS=""
 
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
@@ -20,10 +23,11 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY streamer ./streamer
 COPY generator ./generator
-# Core dependencies only (isal, zlib-ng and pyrage ship binary wheels, so no compiler is
+# The core dependencies and EXTRAS (isal, zlib-ng and pyrage ship binary wheels, so no compiler is
 # needed); then precompile everything, checked by hash rather than by mtime (which COPY need
 # not keep), so a read-only root filesystem never needs a __pycache__ write.
-RUN /opt/streamer/bin/pip install --no-compile . \
+ARG EXTRAS
+RUN /opt/streamer/bin/pip install --no-compile ".${EXTRAS}" \
  && /opt/streamer/bin/python -m compileall -q -j 0 --invalidation-mode unchecked-hash /opt/streamer \
  && /opt/streamer/bin/streamer --version
 
