@@ -1,12 +1,14 @@
-"""What both benchmarks need: free loopback ports, waiting for a server, an S3 client."""
+"""What both benchmarks need: free loopback ports, waiting for a server, an S3 client, and
+the same inputs (an age key and the generated corpus)."""
 
 from __future__ import annotations
 
 import socket
 import time
+from pathlib import Path
 from typing import Any
 
-__all__ = ["free_port", "s3_client", "wait_for_port"]
+__all__ = ["free_port", "s3_client", "wait_for_port", "write_inputs"]
 
 
 def free_port() -> int:
@@ -38,3 +40,19 @@ def s3_client(env: dict[str, str]) -> Any:
         aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
     )
+
+
+def write_inputs(workdir: Path, size: int) -> tuple[Path, str, Path]:
+    """An age identity file, its recipient, and a ``size``-byte corpus file in ``workdir``."""
+    import pyrage
+
+    from bench.corpus import chunks
+
+    identity = pyrage.x25519.Identity.generate()
+    key = workdir / "key.txt"
+    key.write_text(f"{identity}\n")
+    corpus = workdir / "corpus.sql"
+    with corpus.open("wb") as f:
+        for chunk in chunks(size):
+            f.write(chunk)
+    return key, str(identity.to_public()), corpus

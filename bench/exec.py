@@ -36,8 +36,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import free_port, s3_client, wait_for_port  # noqa: E402
-from bench.corpus import chunks, parse_size  # noqa: E402
+from bench.common import free_port, s3_client, wait_for_port, write_inputs  # noqa: E402
+from bench.corpus import parse_size  # noqa: E402
 
 BUCKET = "bench-exec"
 TOKEN = secrets.token_hex(16)  # the loopback API server's bearer token, fresh per run
@@ -247,20 +247,11 @@ def main() -> None:
     size = parse_size(args.size or ("32M" if args.quick else "1G"))
     rounds = args.rounds or (1 if args.quick else 2)
 
-    import pyrage
-
     streamer = [sys.executable, "-m", "streamer", "-q"]
     best: dict[str, Run] = {}
     with tempfile.TemporaryDirectory(prefix="bench-exec-", ignore_cleanup_errors=True) as tmp:
         workdir = Path(tmp)
-        identity = pyrage.x25519.Identity.generate()
-        key = workdir / "key.txt"
-        key.write_text(f"{identity}\n")
-        recipient = str(identity.to_public())
-        corpus = workdir / "corpus.sql"
-        with corpus.open("wb") as f:
-            for chunk in chunks(size):
-                f.write(chunk)
+        key, recipient, corpus = write_inputs(workdir, size)
         with Servers(workdir) as servers:
             print(f"corpus: {size / 1e6:.0f} MB SQL dump, gzip + age, S3 (moto), {rounds} round(s)")
             for _ in range(rounds):

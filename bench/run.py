@@ -32,8 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import free_port, s3_client, wait_for_port  # noqa: E402
-from bench.corpus import chunks, parse_size  # noqa: E402
+from bench.common import free_port, s3_client, wait_for_port, write_inputs  # noqa: E402
+from bench.corpus import parse_size  # noqa: E402
 
 BUCKET = "bench"
 #: Each measurement is repeated and the median kept (set by --repeat).
@@ -158,16 +158,7 @@ def main() -> None:
 def _run_all(
     workdir: Path, env: dict[str, str], tools: dict[str, str], size: int, memory_sizes: list[str]
 ) -> dict[str, Measure]:
-    import pyrage
-
-    identity = pyrage.x25519.Identity.generate()
-    key = workdir / "key.txt"
-    key.write_text(f"{identity}\n")
-    recipient = str(identity.to_public())
-    corpus = workdir / "corpus.sql"
-    with corpus.open("wb") as f:
-        for chunk in chunks(size):
-            f.write(chunk)
+    key, recipient, corpus = write_inputs(workdir, size)
     streamer = [sys.executable, "-m", "streamer", "-q"]
     s3 = f"s3://{BUCKET}"
     results: dict[str, Measure] = {}
