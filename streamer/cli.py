@@ -20,6 +20,15 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from streamer import __version__
+from streamer.contract import (
+    DEFAULT_LEVEL,
+    ENCODED_TEMPLATE_PREFIX,
+    MAX_LEVEL,
+    MIN_LEVEL,
+    Env,
+    Flag,
+    Subcommand,
+)
 from streamer.errors import ConfigError, StreamerError
 from streamer.pathtemplate import VARIABLES, render_path
 from streamer.pipeline import BackupOptions, Compression, RestoreOptions, Summary
@@ -29,7 +38,6 @@ from streamer.pipeline import verify as run_verify
 from streamer.sources.base import Runner
 from streamer.sources.local import LocalRunner
 from streamer.stages import age
-from streamer.stages.gzip import DEFAULT_LEVEL, MAX_LEVEL, MIN_LEVEL
 from streamer.storage.base import S3Settings, Storage, open_storage
 
 __all__ = ["main"]
@@ -54,14 +62,14 @@ def _on_signal(signum: int, frame: FrameType | None) -> NoReturn:
 def _storage_options(f: F) -> F:
     options = [
         click.option(
-            "--endpoint-url",
+            Flag.ENDPOINT_URL,
             metavar="URL",
             help="S3 endpoint (default: AWS_ENDPOINT_URL_S3 or AWS).",
         ),
-        click.option("--region", metavar="REGION", help="S3 region (default: AWS_REGION)."),
-        click.option("--path-style", is_flag=True, help="Path-style addressing (MinIO, Ceph)."),
+        click.option(Flag.REGION, metavar="REGION", help="S3 region (default: AWS_REGION)."),
+        click.option(Flag.PATH_STYLE, is_flag=True, help="Path-style addressing (MinIO, Ceph)."),
         click.option(
-            "--insecure", is_flag=True, help="Do not verify the endpoint's TLS certificate."
+            Flag.INSECURE, is_flag=True, help="Do not verify the endpoint's TLS certificate."
         ),
         click.option(
             "--part-size",
@@ -92,16 +100,16 @@ def _storage_options(f: F) -> F:
 def _exec_options(f: F) -> F:
     options = [
         click.option(
-            "--pod", metavar="NAME", help="Run the command in this Pod (default: $POD_NAME)."
+            Flag.POD, metavar="NAME", help="Run the command in this Pod (default: $POD_NAME)."
         ),
         click.option(
-            "--container",
+            Flag.CONTAINER,
             "-c",
             metavar="NAME",
             help="…in this container of the Pod (enables exec).",
         ),
         click.option(
-            "--namespace",
+            Flag.NAMESPACE,
             "-n",
             metavar="NS",
             help="The Pod's namespace (default: in-cluster namespace).",
@@ -115,7 +123,7 @@ def _exec_options(f: F) -> F:
             help="How long to wait for the container to be running.",
         ),
         click.option(
-            "--deadline",
+            Flag.DEADLINE,
             type=click.FloatRange(0, min_open=True),
             metavar="SECONDS",
             help="Kill the command and fail if it runs longer.",
@@ -131,7 +139,7 @@ def _report_options(f: F) -> F:
         "--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout."
     )(f)
     return click.option(
-        "--outputs",
+        Flag.OUTPUTS,
         type=click.Path(file_okay=False, path_type=Path),
         metavar="DIR",
         help="Write one file per summary value into DIR (Argo output parameters).",
@@ -141,7 +149,7 @@ def _report_options(f: F) -> F:
 def _identity_option(f: F) -> F:
     return click.option(
         "-i",
-        "--identity",
+        Flag.IDENTITY,
         "identities",
         multiple=True,
         type=click.Path(dir_okay=False, path_type=Path),
@@ -245,31 +253,32 @@ def main(verbose: bool, quiet: bool) -> None:
 
 def _parse_vars(pairs: Sequence[str], namespace: str | None) -> dict[str, str]:
     variables = {}
-    if namespace or os.environ.get("POD_NAMESPACE"):
-        variables["namespace"] = namespace or os.environ["POD_NAMESPACE"]
+    if namespace or os.environ.get(Env.POD_NAMESPACE):
+        variables["namespace"] = namespace or os.environ[Env.POD_NAMESPACE]
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or name not in VARIABLES or name == "now":
             raise click.BadParameter(
                 f"{pair!r}: expected NAME=VALUE with NAME one of "
                 f"{', '.join(v for v in VARIABLES if v != 'now')}",
-                param_hint="--var",
+                param_hint=Flag.VAR,
             )
         variables[name] = value
     return variables
 
 
 def _decode_template(template: str) -> str:
-    if not template.startswith("base64:"):
+    if not template.startswith(ENCODED_TEMPLATE_PREFIX):
         return template
     import base64
     import binascii
 
     try:
-        return base64.b64decode(template.removeprefix("base64:"), validate=True).decode()
+        encoded = template.removeprefix(ENCODED_TEMPLATE_PREFIX)
+        return base64.b64decode(encoded, validate=True).decode()
     except (binascii.Error, UnicodeDecodeError) as exc:
         raise click.BadParameter(
-            "the base64: value does not decode", param_hint="--path-template"
+            f"the {ENCODED_TEMPLATE_PREFIX} value does not decode", param_hint=Flag.PATH_TEMPLATE
         ) from exc
 
 
@@ -284,14 +293,14 @@ def _resolve_key(
     return f"{key.rstrip('/')}/{rendered}" if key else rendered
 
 
-@main.command()
+@main.command(Subcommand.BACKUP)
 @click.argument("dest")
 @click.argument("command", nargs=-1, required=True)
 @click.option(
-    "--compression", type=click.Choice(["gzip", "none"]), default="gzip", show_default=True
+    Flag.COMPRESSION, type=click.Choice(["gzip", "none"]), default="gzip", show_default=True
 )
 @click.option(
-    "--level",
+    Flag.LEVEL,
     type=click.IntRange(MIN_LEVEL, MAX_LEVEL),
     default=DEFAULT_LEVEL,
     show_default=True,
@@ -300,7 +309,7 @@ def _resolve_key(
 )
 @click.option(
     "-r",
-    "--recipient",
+    Flag.RECIPIENT,
     "recipients",
     multiple=True,
     metavar="KEY",
@@ -316,13 +325,13 @@ def _resolve_key(
     help="Encrypt to every key in FILE.",
 )
 @click.option(
-    "--path-template",
+    Flag.PATH_TEMPLATE,
     metavar="TEMPLATE",
     help="Render the key as DEST/TEMPLATE (Jinja2, sandboxed; Sprig's date layouts work). "
     "A value starting with base64: is decoded first.",
 )
 @click.option(
-    "--var",
+    Flag.VAR,
     "variables",
     multiple=True,
     metavar="NAME=VALUE",
@@ -350,7 +359,7 @@ def backup(dest: str, command: tuple[str, ...], **kw: Any) -> None:
         for path in kw.pop("recipients_files"):
             recipients += age.read_recipients_file(path)
     except ConfigError as exc:
-        raise click.BadParameter(str(exc), param_hint="--recipient") from exc
+        raise click.BadParameter(str(exc), param_hint=Flag.RECIPIENT) from exc
     settings = _s3_settings(kw)
     options = BackupOptions(
         compress=kw.pop("compression") == "gzip",
@@ -374,7 +383,7 @@ def backup(dest: str, command: tuple[str, ...], **kw: Any) -> None:
 def _restore_options(kw: dict[str, Any], expected_sha256: str | None = None) -> RestoreOptions:
     compression: Compression = kw.pop("compression")
     return RestoreOptions(
-        identities=age.load_identities(kw.pop("identities"), os.environ.get("AGE_IDENTITY")),
+        identities=age.load_identities(kw.pop("identities"), os.environ.get(Env.AGE_IDENTITY)),
         compression=compression,
         deadline=kw.pop("deadline", None),
         expected_sha256=expected_sha256,
@@ -382,7 +391,7 @@ def _restore_options(kw: dict[str, Any], expected_sha256: str | None = None) -> 
 
 
 _compression_auto = click.option(
-    "--compression",
+    Flag.COMPRESSION,
     type=click.Choice(["auto", "gzip", "none"]),
     default="auto",
     show_default=True,
@@ -390,7 +399,7 @@ _compression_auto = click.option(
 )
 
 
-@main.command()
+@main.command(Subcommand.RESTORE)
 @click.argument("source")
 @click.argument("command", nargs=-1, required=True)
 @_identity_option
@@ -421,7 +430,7 @@ def restore(source: str, command: tuple[str, ...], **kw: Any) -> None:
     _run(action)
 
 
-@main.command()
+@main.command(Subcommand.VERIFY)
 @click.argument("source")
 @_identity_option
 @_compression_auto

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal, Protocol
 
+from streamer.contract import OUTPUTS, Output
 from streamer.errors import (
     CommandFailed,
     CompressionError,
@@ -91,17 +92,18 @@ class Summary:
 
     def outputs(self) -> dict[str, str]:
         """One value per Argo output parameter (``--outputs DIR`` writes a file for each)."""
-        return {
-            "path": self.path,
-            "url": self.url,
-            "sizeInBytes": str(self.stored_bytes),
-            "size": human_bytes(self.stored_bytes),
-            "plaintextBytes": str(self.plaintext_bytes),
-            "sha256": self.sha256,
-            "durationSeconds": f"{self.duration_seconds:.3f}",
-            "compressed": str(self.compressed).lower(),
-            "encrypted": str(self.encrypted).lower(),
+        values = {
+            Output.PATH: self.path,
+            Output.URL: self.url,
+            Output.SIZE_IN_BYTES: str(self.stored_bytes),
+            Output.SIZE: human_bytes(self.stored_bytes),
+            Output.PLAINTEXT_BYTES: str(self.plaintext_bytes),
+            Output.SHA256: self.sha256,
+            Output.DURATION_SECONDS: f"{self.duration_seconds:.3f}",
+            Output.COMPRESSED: str(self.compressed).lower(),
+            Output.ENCRYPTED: str(self.encrypted).lower(),
         }
+        return {name: values[name] for name in OUTPUTS}
 
     def as_json(self) -> dict[str, object]:
         return {

@@ -11,6 +11,8 @@ import os
 import time
 from pathlib import Path
 
+from streamer.contract import Env
+
 __all__ = ["REPORT_EVERY", "Progress", "human_bytes"]
 
 REPORT_EVERY = 10.0  # seconds between progress lines
@@ -36,7 +38,7 @@ class Progress:
         self._every = every
         self._started = time.monotonic()
         self._next = self._started + every
-        path = os.environ.get("ARGO_PROGRESS_FILE")
+        path = os.environ.get(Env.ARGO_PROGRESS_FILE)
         self._file = Path(path) if path else None
         self._write_file(finished=False)
 

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from isal import isal_zlib
 from zlib_ng import zlib_ng
 
+from streamer.contract import DEFAULT_LEVEL, MAX_LEVEL, MIN_LEVEL
 from streamer.errors import CompressionError, ConfigError
 
 __all__ = [
@@ -35,9 +36,6 @@ __all__ = [
     "engine_for",
 ]
 
-MIN_LEVEL = -2
-MAX_LEVEL = 9
-DEFAULT_LEVEL = -1
 GZIP_MAGIC = b"\x1f\x8b"
 GZIP_WBITS = 31  # deflate with a gzip header and trailer
 #: How much input is compressed at a time; large enough for ISA-L to run at full speed.

@@ -1,0 +1,109 @@
+"""The contract between the generator and the streamer, in one place both import.
+
+The generator writes ``streamer`` command lines, environment variables and Argo output
+parameters that only the streamer reads. Spelling them twice lets a rename on one side pass
+every test of each side alone and break every run in a cluster; so each name is spelled here,
+once. This module imports nothing but the standard library: the generator learns the contract
+without loading the data plane's native libraries (ISA-L, zlib-ng, pyrage).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = [
+    "DEFAULT_LEVEL",
+    "ENCODED_TEMPLATE_PREFIX",
+    "MAX_LEVEL",
+    "MIN_LEVEL",
+    "OUTPUTS",
+    "Env",
+    "Flag",
+    "Output",
+    "Subcommand",
+]
+
+
+class Subcommand:
+    """The streamer's subcommands."""
+
+    BACKUP: Final = "backup"
+    RESTORE: Final = "restore"
+    VERIFY: Final = "verify"
+
+
+class Flag:
+    """The flags the generator writes into the streamer's command line."""
+
+    POD: Final = "--pod"
+    NAMESPACE: Final = "--namespace"
+    CONTAINER: Final = "--container"
+    ENDPOINT_URL: Final = "--endpoint-url"
+    REGION: Final = "--region"
+    PATH_STYLE: Final = "--path-style"
+    INSECURE: Final = "--insecure"
+    COMPRESSION: Final = "--compression"
+    LEVEL: Final = "--level"
+    RECIPIENT: Final = "--recipient"
+    IDENTITY: Final = "--identity"
+    PATH_TEMPLATE: Final = "--path-template"
+    VAR: Final = "--var"
+    OUTPUTS: Final = "--outputs"
+    DEADLINE: Final = "--deadline"
+    #: Separates the streamer's options from the user's command.
+    END_OF_OPTIONS: Final = "--"
+
+
+class Env:
+    """Environment variables the streamer reads and the generated Pods set."""
+
+    #: The Pod the streamer runs in (the downward API), the default of ``--pod``.
+    POD_NAME: Final = "POD_NAME"
+    #: Its namespace, the default of ``--namespace`` and the ``namespace`` template variable.
+    POD_NAMESPACE: Final = "POD_NAMESPACE"
+    #: An age identity itself (not a file), the alternative to ``--identity``.
+    AGE_IDENTITY: Final = "AGE_IDENTITY"
+    AWS_ACCESS_KEY_ID: Final = "AWS_ACCESS_KEY_ID"
+    AWS_SECRET_ACCESS_KEY: Final = "AWS_SECRET_ACCESS_KEY"  # noqa: S105 -- a variable's name
+    AWS_SESSION_TOKEN: Final = "AWS_SESSION_TOKEN"  # noqa: S105 -- a variable's name
+    AWS_REGION: Final = "AWS_REGION"
+    AWS_ENDPOINT_URL_S3: Final = "AWS_ENDPOINT_URL_S3"
+    #: Where Argo reads a step's progress (``N/M``) from.
+    ARGO_PROGRESS_FILE: Final = "ARGO_PROGRESS_FILE"
+
+
+class Output:
+    """The values a backup reports, one file each under ``--outputs`` (Argo output parameters)."""
+
+    PATH: Final = "path"
+    URL: Final = "url"
+    SIZE_IN_BYTES: Final = "sizeInBytes"
+    SIZE: Final = "size"
+    PLAINTEXT_BYTES: Final = "plaintextBytes"
+    SHA256: Final = "sha256"
+    DURATION_SECONDS: Final = "durationSeconds"
+    COMPRESSED: Final = "compressed"
+    ENCRYPTED: Final = "encrypted"
+
+
+#: Every output, in the order the streamer writes them; it writes each one on every success.
+OUTPUTS: Final = (
+    Output.PATH,
+    Output.URL,
+    Output.SIZE_IN_BYTES,
+    Output.SIZE,
+    Output.PLAINTEXT_BYTES,
+    Output.SHA256,
+    Output.DURATION_SECONDS,
+    Output.COMPRESSED,
+    Output.ENCRYPTED,
+)
+
+#: A ``--path-template`` value starting with this is base64 of the template: Argo resolves
+#: ``{{ … }}`` in container arguments itself and rejects the tags it does not know.
+ENCODED_TEMPLATE_PREFIX: Final = "base64:"
+
+#: gzip levels the streamer takes: -1 the default, 0 store, 1 fastest … 9 smallest, -2 Huffman only.
+MIN_LEVEL: Final = -2
+MAX_LEVEL: Final = 9
+DEFAULT_LEVEL: Final = -1
