@@ -4,7 +4,9 @@ Pure functions: documents in, objects or :class:`~generator.errors.Problem` list
 (types, enums, bounds, unknown fields) is pydantic's job; this module adds the rules a schema
 cannot hold or holds only as CEL (:data:`generator.models` declares those for the CRDs), and the
 checks only the data plane can make: cron and time zone syntax, age recipients, and path
-templates (syntax and sandbox), using the streamer's own parsers so both agree.
+templates (syntax and sandbox), using the streamer's own parsers so both agree. Those parsers
+are pure (:mod:`streamer.recipients`, :mod:`streamer.pathtemplate`): validating never loads
+the data plane's native libraries.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from generator.models import (
 from generator.podtemplate import RESERVED_CONTAINER_NAMES
 from streamer.errors import ConfigError
 from streamer.pathtemplate import check_template
-from streamer.stages.age import parse_recipient
+from streamer.recipients import check_recipient
 
 __all__ = [
     "MAX_RUN_NAME",
@@ -196,7 +198,7 @@ def check_run_spec(spec: BackupRunSpec, prefix: str) -> Iterable[tuple[str, str]
             )
         for i, recipient in enumerate(spec.encryption.recipients):
             try:
-                parse_recipient(recipient)
+                check_recipient(recipient)
             except ConfigError as exc:
                 yield f"{prefix}.encryption.recipients[{i}]", str(exc)
     for i, container in enumerate(pod.containers):

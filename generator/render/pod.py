@@ -5,6 +5,9 @@ One Pod per run (SEED.md): ``main`` runs ``streamer backup|restore … --pod $(P
 Pod template becomes an Argo sidecar, and pod-level settings are carried over to the Argo field
 that holds them, or to ``podSpecPatch`` when Argo has none. Secrets reach the streamer only as
 ``secretKeyRef`` env and (for restore) a mounted Secret file; no value is ever copied.
+
+Every name the streamer reads (subcommands, flags, environment variables, output files) comes
+from :mod:`streamer.contract`, which the streamer's own command is built from.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from generator.models import (
     Compression,
 )
 from generator.podtemplate import PodSpec
+from streamer.contract import ENCODED_TEMPLATE_PREFIX, Env, Flag, Output, Subcommand
 
 __all__ = [
     "DEADLINE_MARGIN_SECONDS",
@@ -58,8 +62,9 @@ IDENTITY_FILE = "identity"
 IDENTITY_VOLUME = "backup-operator-age-identity"
 #: The workflow parameter that names the object a restore reads.
 PATH_PARAMETER = "path"
-#: Output parameters of a backup (files the streamer writes under ``--outputs``).
-OUTPUT_PARAMETERS = ("path", "url", "size", "sizeInBytes", "sha256")
+#: Output parameters of a backup, a subset of the files the streamer writes under
+#: ``--outputs``. None has a default: a file the streamer stops writing fails the step.
+OUTPUT_PARAMETERS = (Output.PATH, Output.URL, Output.SIZE, Output.SIZE_IN_BYTES, Output.SHA256)
 #: Argo's deadline is a backstop behind the streamer's own ``--deadline``, which stops the
 #: command and aborts the upload cleanly; this margin lets the streamer act first.
 DEADLINE_MARGIN_SECONDS = 60
@@ -112,13 +117,13 @@ def _storage_args(storage: BackupStorage) -> list[str]:
     params = storage.spec.parameters
     args: list[str] = []
     if params.endpoint is not None:
-        args += ["--endpoint-url", params.endpoint]
+        args += [Flag.ENDPOINT_URL, params.endpoint]
     if params.region is not None:
-        args += ["--region", params.region]
+        args += [Flag.REGION, params.region]
     if params.s3_force_path_style == "true":
-        args.append("--path-style")
+        args.append(Flag.PATH_STYLE)
     if params.insecure == "true":
-        args.append("--insecure")
+        args.append(Flag.INSECURE)
     return args
 
 
@@ -138,17 +143,17 @@ def _env(storage: BackupStorage) -> list[m.EnvVar]:
         )
 
     return [
-        field("POD_NAME", "metadata.name"),
-        field("POD_NAMESPACE", "metadata.namespace"),
-        secret_key("AWS_ACCESS_KEY_ID", params.access_key or DEFAULT_ACCESS_KEY),
-        secret_key("AWS_SECRET_ACCESS_KEY", params.secret_key or DEFAULT_SECRET_KEY),
+        field(Env.POD_NAME, "metadata.name"),
+        field(Env.POD_NAMESPACE, "metadata.namespace"),
+        secret_key(Env.AWS_ACCESS_KEY_ID, params.access_key or DEFAULT_ACCESS_KEY),
+        secret_key(Env.AWS_SECRET_ACCESS_KEY, params.secret_key or DEFAULT_SECRET_KEY),
     ]
 
 
 def _path_template(path: str) -> str:
     """Argo resolves ``{{…}}`` in container args itself and rejects tags it does not know."""
     if "{{" in path:
-        return "base64:" + base64.b64encode(path.encode()).decode()
+        return ENCODED_TEMPLATE_PREFIX + base64.b64encode(path.encode()).decode()
     return path
 
 
@@ -156,33 +161,34 @@ def _streamer_args(
     kind: ActionKind, spec: BackupRunSpec, action: Action, ctx: PodContext
 ) -> list[str]:
     if kind == "backup":
-        args = [kind, bucket_url(ctx.storage)]
+        args = [Subcommand.BACKUP, bucket_url(ctx.storage)]
     else:
-        args = [kind, bucket_url(ctx.storage, "{{workflow.parameters." + PATH_PARAMETER + "}}")]
-    args += ["--pod", "$(POD_NAME)", "--namespace", "$(POD_NAMESPACE)"]
-    args += ["--container", action.container]
+        path = "{{workflow.parameters." + PATH_PARAMETER + "}}"
+        args = [Subcommand.RESTORE, bucket_url(ctx.storage, path)]
+    args += [Flag.POD, f"$({Env.POD_NAME})", Flag.NAMESPACE, f"$({Env.POD_NAMESPACE})"]
+    args += [Flag.CONTAINER, action.container]
     args += _storage_args(ctx.storage)
     compression = spec.compression or Compression()
     if kind == "backup":
-        args += ["--compression", compression.algorithm]
+        args += [Flag.COMPRESSION, compression.algorithm]
         if compression.level is not None:
-            args += ["--level", str(compression.level)]
+            args += [Flag.LEVEL, str(compression.level)]
         for recipient in spec.encryption.recipients if spec.encryption else ():
-            args += ["--recipient", recipient]
-        args += ["--path-template", _path_template(spec.storage.path)]
+            args += [Flag.RECIPIENT, recipient]
+        args += [Flag.PATH_TEMPLATE, _path_template(spec.storage.path)]
         for name, value in sorted(ctx.variables.items()):
-            args += ["--var", f"{name}={value}"]
-        args += ["--outputs", OUTPUTS_DIR]
+            args += [Flag.VAR, f"{name}={value}"]
+        args += [Flag.OUTPUTS, OUTPUTS_DIR]
     else:
         # The streamer detects gzip by its magic bytes, which data stored uncompressed may
         # start with too (a command that compresses on its own, e.g. tar -z).
         if compression.algorithm == "none":
-            args += ["--compression", "none"]
+            args += [Flag.COMPRESSION, "none"]
         if spec.encryption is not None and spec.encryption.decryption_key is not None:
-            args += ["--identity", f"{IDENTITY_DIR}/{IDENTITY_FILE}"]
+            args += [Flag.IDENTITY, f"{IDENTITY_DIR}/{IDENTITY_FILE}"]
     if action.deadline_seconds is not None:
-        args += ["--deadline", str(action.deadline_seconds)]
-    args.append("--")
+        args += [Flag.DEADLINE, str(action.deadline_seconds)]
+    args.append(Flag.END_OF_OPTIONS)
     args += [k8s_literal(a) for a in [*action.command, *(action.args or [])]]
     return args
 
@@ -232,7 +238,9 @@ def _metrics(kind: ActionKind, ctx: PodContext) -> m.Metrics:
                 help="Stored size of the last successful backup, in bytes",
                 labels=labels,
                 when="{{status}} == Succeeded",
-                gauge=m.Gauge(realtime=False, value="{{outputs.parameters.sizeInBytes}}"),
+                gauge=m.Gauge(
+                    realtime=False, value=f"{{{{outputs.parameters.{Output.SIZE_IN_BYTES}}}}}"
+                ),
             )
         )
     return m.Metrics(prometheus=metrics)
@@ -260,9 +268,7 @@ def action_template(kind: ActionKind, spec: BackupRunSpec, ctx: PodContext) -> m
     if kind == "backup":
         outputs = m.Outputs(
             parameters=[
-                m.Parameter(
-                    name=name, value_from=m.ValueFrom(path=f"{OUTPUTS_DIR}/{name}", default="")
-                )
+                m.Parameter(name=name, value_from=m.ValueFrom(path=f"{OUTPUTS_DIR}/{name}"))
                 for name in OUTPUT_PARAMETERS
             ]
         )

@@ -3,7 +3,9 @@
 Recipients may be X25519 (``age1…``), ``ssh-ed25519`` or ``ssh-rsa`` public keys; identities
 are age secret keys or unencrypted OpenSSH private keys, read from a file or from the
 ``AGE_IDENTITY`` environment variable. pyrage pulls from a reader and pushes to a writer in
-64 KiB chunks, so neither side ever holds the whole payload.
+64 KiB chunks, so neither side ever holds the whole payload. Which kind of key a recipient is,
+and the message when it is none, come from :mod:`streamer.recipients`, which the generator
+checks recipients with.
 
 pyrage reports a failure of our own reader or writer as its own generic error; the wrappers
 here keep the original exception so the caller sees *why* (the command failed, S3 failed)
@@ -20,6 +22,7 @@ from typing import Any, BinaryIO, Protocol
 import pyrage
 
 from streamer.errors import ConfigError, EncryptionError
+from streamer.recipients import preview, recipient_kind
 
 __all__ = [
     "AGE_MAGIC",
@@ -41,30 +44,16 @@ Recipient = Any  # pyrage.x25519.Recipient | pyrage.ssh.Recipient (no stubs)
 Identity = Any  # pyrage.x25519.Identity | pyrage.ssh.Identity
 
 
-def _preview(text: str) -> str:
-    return repr(text[:16] + "…") if len(text) > 16 else repr(text)
-
-
 def parse_recipient(text: str) -> Recipient:
     """Parse one recipient; ConfigError says what shape was expected."""
     text = text.strip()
-    if text.startswith("AGE-SECRET-KEY-"):
-        # Never echo it: this is a secret pasted where a public key belongs.
-        raise ConfigError(
-            "recipient: that is an age identity (a secret key), not a recipient; "
-            "pass its public key (age1…, printed by 'age-keygen -y')"
-        )
+    kind = recipient_kind(text)
     try:
-        if text.startswith("age1"):
+        if kind == "x25519":
             return pyrage.x25519.Recipient.from_str(text)
-        if text.startswith(("ssh-ed25519 ", "ssh-rsa ")):
-            return pyrage.ssh.Recipient.from_str(text)
+        return pyrage.ssh.Recipient.from_str(text)
     except pyrage.RecipientError as exc:
-        raise ConfigError(f"recipient {_preview(text)} is not a valid key: {exc}") from exc
-    raise ConfigError(
-        f"recipient {_preview(text)} is not an age recipient: "
-        "expected an age1… key, or an 'ssh-ed25519 …' or 'ssh-rsa …' public key"
-    )
+        raise ConfigError(f"recipient {preview(text)} is not a valid key: {exc}") from exc
 
 
 def _read_key_file(path: Path, what: str) -> str:

@@ -18,8 +18,6 @@ from generator.render.pod import (
     SIDECAR_GRACE_SECONDS,
     STREAMER_COMMAND,
 )
-from streamer.cli import main as streamer
-from streamer.pathtemplate import render_path
 from tests.generator.conftest import GOLDEN, ROOT
 
 
@@ -217,38 +215,6 @@ def test_every_generated_object_is_labelled_and_titled() -> None:
 )  # fmt: skip
 def test_good_cron(text: str) -> None:
     assert check_cron(text) is None
-
-
-def _main_containers() -> list[tuple[str, list[str]]]:
-    found = []
-    for path in sorted(GOLDEN.glob("*.argo.yaml")):
-        for doc in yaml.safe_load_all(path.read_text()):
-            args = _template(doc)["container"]["args"]
-            found.append((f"{path.name}:{doc['metadata']['name']}", args))
-    return found
-
-
-def _as_started(arg: str) -> str:
-    """The argument as the streamer sees it: after Argo's and Kubernetes' substitutions."""
-    arg = arg.replace("{{workflow.name}}", "wf-abc12").replace("{{workflow.namespace}}", "db")
-    arg = arg.replace("{{workflow.parameters.path}}", "some/key.sql")
-    return arg.replace("$(POD_NAME)", "wf-abc12-backup-1").replace("$(POD_NAMESPACE)", "db")
-
-
-@pytest.mark.parametrize(("name", "args"), _main_containers(), ids=lambda v: str(v)[:60])
-def test_the_streamer_accepts_every_command_line_written(name: str, args: list[str]) -> None:
-    argv = [_as_started(a) for a in args]
-    command = streamer.commands[argv[0]]
-    with streamer.make_context("streamer", list(argv)) as parent:
-        ctx = command.make_context(argv[0], list(argv[1:]), parent=parent)
-    assert ctx.params["container"]
-    assert ctx.params["command"] == tuple(argv[argv.index("--") + 1 :])
-    template = ctx.params.get("path_template")
-    if template:
-        if template.startswith("base64:"):
-            template = base64.b64decode(template.removeprefix("base64:")).decode()
-        variables = dict(v.split("=", 1) for v in ctx.params["variables"])
-        assert render_path(template, variables)
 
 
 def test_the_command_is_the_streamer_console_script() -> None:
