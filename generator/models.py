@@ -5,6 +5,10 @@ from them (:mod:`generator.crds`), including the CEL rules (``x-kubernetes-valid
 the API server enforces. The same rules are checked in Python by :mod:`generator.checks`, with
 field paths, so ``backup-gen validate`` reports what ``kubectl apply`` would refuse, and more
 (cron syntax, time zones, age recipients, path templates) that a schema cannot express.
+
+The module is longer than most here on purpose: it is the whole API, field by field with the
+descriptions ``kubectl explain`` shows, and splitting one CRD's models across files would hide
+how the three kinds share their parts.
 """
 
 from __future__ import annotations
@@ -12,11 +16,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from generator.podtemplate import DNS_LABEL, PodTemplate
-from streamer.stages.gzip import DEFAULT_LEVEL, MAX_LEVEL, MIN_LEVEL
+from streamer.contract import DEFAULT_LEVEL, MAX_LEVEL, MIN_LEVEL
 
 __all__ = [
     "ANNOTATION_KEEP",
@@ -51,6 +55,7 @@ __all__ = [
     "Metadata",
     "Object",
     "ObjectMeta",
+    "Retention",
     "RunTemplate",
     "SecretKeyRef",
     "SecretRef",
@@ -70,6 +75,8 @@ ANNOTATION_RESTORE = f"{GROUP}/restore"
 ANNOTATION_RESTORED_AT = f"{GROUP}/restored-at"
 ANNOTATION_KEEP = f"{GROUP}/keep"
 
+#: Key names in the user's credentials Secret: part of the API, so spelled here and not taken
+#: from the streamer's environment names, which may change without breaking stored objects.
 DEFAULT_ACCESS_KEY = "AWS_ACCESS_KEY_ID"
 DEFAULT_SECRET_KEY = "AWS_SECRET_ACCESS_KEY"  # noqa: S105 -- a key name, not a secret
 
@@ -376,8 +383,51 @@ class RunTemplate(_Model):
     spec: BackupRunSpec
 
 
+_RETENTION_RULES = tuple(
+    f"keep{p}" for p in ("Last", "Hourly", "Daily", "Weekly", "Monthly", "Yearly")
+)
+_RETENTION_EMPTY = f"retention needs at least one of {', '.join(_RETENTION_RULES)}"
+
+
+def _keep_each(period: str) -> Any:
+    return Field(
+        default=None,
+        description=f"Keep the newest successful run of each of the N most recent {period} "
+        "that have one.",
+    )
+
+
+class Retention(_Model):
+    """Which successful runs to keep, by restic's ``forget --keep-*`` rules (K8up's too).
+
+    A run kept by any rule is kept; calendar periods are those of the schedule's time zone.
+    :mod:`generator.controller.rotation` applies them.
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            (" || ".join(f"has(self.{rule})" for rule in _RETENTION_RULES), _RETENTION_EMPTY)
+        )
+    )
+
+    keep_last: Annotated[int, Field(ge=0)] | None = Field(
+        default=None, description="Keep the N newest successful runs."
+    )
+    keep_hourly: Annotated[int, Field(ge=0)] | None = _keep_each("hours")
+    keep_daily: Annotated[int, Field(ge=0)] | None = _keep_each("days")
+    keep_weekly: Annotated[int, Field(ge=0)] | None = _keep_each("ISO weeks (Monday to Sunday)")
+    keep_monthly: Annotated[int, Field(ge=0)] | None = _keep_each("months")
+    keep_yearly: Annotated[int, Field(ge=0)] | None = _keep_each("years")
+
+    @model_validator(mode="after")
+    def _one_rule_at_least(self) -> Retention:
+        if all(getattr(self, field) is None for field in type(self).model_fields):
+            raise ValueError(_RETENTION_EMPTY)
+        return self
+
+
 class BackupScheduleSpec(_Model):
-    """Runs on a cron schedule, with history limits."""
+    """Runs on a cron schedule, with history limits or a calendar retention."""
 
     model_config = ConfigDict(
         json_schema_extra=_cel(
@@ -396,6 +446,11 @@ class BackupScheduleSpec(_Model):
     suspend: bool = False
     successful_runs_history_limit: Annotated[int, Field(ge=0)] = 3
     failed_runs_history_limit: Annotated[int, Field(ge=0)] = 1
+    retention: Retention | None = Field(
+        default=None,
+        description="Keep successful runs by calendar instead of successfulRunsHistoryLimit; "
+        "failed runs still follow failedRunsHistoryLimit, the newest success is always kept.",
+    )
     template: RunTemplate
 
 

@@ -177,6 +177,8 @@ REFUSED_BY_BOTH = [
     pytest.param(RUN, _set(f"{_RUN_POD}.containers", []), "", id="no-containers"),
     pytest.param(RUN, _set("spec.storage", {"name": "minio"}), "path", id="no-path"),
     pytest.param(SCHEDULE, _set("spec.schedule", "every day"), "every day", id="bad-cron"),
+    pytest.param(SCHEDULE, _set("spec.retention", {}), "retention needs at least one of",
+                 id="empty-retention"),
     pytest.param(SCHEDULE, _set("spec.concurrencyPolicy", "Sometimes"), "Sometimes",
                  id="bad-concurrency"),
     pytest.param(SCHEDULE, _set("spec.failedRunsHistoryLimit", -1), "-1",
