@@ -10,37 +10,9 @@ from __future__ import annotations
 
 import abc
 import io
-from dataclasses import dataclass
 from types import TracebackType
-from urllib.parse import unquote
 
-from streamer.errors import ConfigError
-
-__all__ = ["ObjectReader", "ObjectWriter", "S3Settings", "Storage", "open_storage"]
-
-
-@dataclass(frozen=True)
-class S3Settings:
-    """How to reach S3. Anything left ``None`` comes from the standard AWS environment."""
-
-    endpoint_url: str | None = None
-    region: str | None = None
-    path_style: bool = False
-    verify_tls: bool = True
-    #: First part size in bytes; ``None`` chooses one (parts grow so any stream fits 10,000 parts).
-    part_size: int | None = None
-    #: Upload parts in flight at once; memory is about part size times this. Three 8 MiB
-    #: parts upload as fast as more on a two-core machine and keep the streamer's peak RSS
-    #: well under 128 MiB; raise it for high-latency links.
-    parts_in_flight: int = 3
-    #: Ranged GETs in flight when reading (memory: part size times this). 1 streams the object
-    #: over one connection, which is fastest where a range costs as much as the whole object
-    #: (moto); AWS S3 tops out near 100 MB/s per connection, and 4-8 ranges go faster there.
-    ranges_in_flight: int = 1
-    #: Attempts per request before the operation fails.
-    max_attempts: int = 5
-    #: Seconds the first retry waits at most (full jitter); the wait doubles with each attempt.
-    retry_delay: float = 0.5
+__all__ = ["ObjectReader", "ObjectWriter", "Storage"]
 
 
 class ObjectWriter(io.RawIOBase, abc.ABC):
@@ -64,14 +36,18 @@ class ObjectWriter(io.RawIOBase, abc.ABC):
 
     @abc.abstractmethod
     def abort(self) -> None:
-        """Discard everything written; leave no trace (idempotent; no-op after commit)."""
+        """Discard everything written; leave no trace (idempotent; no-op after commit).
+
+        An abort interrupted part way (a ``KeyboardInterrupt`` while it waits) is resumed by
+        the next call, so calling it again until it returns always leaves no trace.
+        """
 
     def close(self) -> None:
         if not self.closed:
-            try:
-                self.abort()
-            finally:
-                super().close()
+            # Closed only once the abort has returned: an interrupted abort leaves the writer
+            # open, and the next close() (at the latest when it is garbage-collected) resumes it.
+            self.abort()
+            super().close()
 
     def __enter__(self) -> ObjectWriter:
         return self
@@ -116,33 +92,3 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def url(self, key: str) -> str:
         """The object's URL, as a user would pass it back to ``streamer restore``."""
-
-
-def open_storage(url: str, settings: S3Settings | None = None) -> tuple[Storage, str]:
-    """Parse ``s3://bucket/key`` or ``file:///path`` into a storage and a key.
-
-    S3 keys are taken literally, as ``aws s3`` does: ``#``, ``?`` and ``%`` are part of the
-    key, not a fragment, a query or an escape, so every key a path template can render can be
-    restored by the URL a backup reports. File URLs are percent-decoded (RFC 8089, as
-    ``Path.as_uri()`` writes them) but never split at ``#`` or ``?``. File storage is rooted
-    at ``/``, so its keys are absolute paths without their leading slash. The key may be empty
-    or a prefix: a caller that renders the rest from a path template joins the two.
-    """
-    scheme, separator, rest = url.partition("://")
-    if separator and scheme == "s3":
-        bucket, _, key = rest.partition("/")
-        if not bucket:
-            raise ConfigError(f"{url!r} has no bucket: write s3://BUCKET/KEY")
-        from streamer.storage.s3 import S3Storage
-
-        return S3Storage(bucket, settings or S3Settings()), key
-    if separator and scheme == "file":
-        host, _, path = rest.partition("/")
-        if host not in ("", "localhost"):
-            raise ConfigError(f"{url!r}: file URLs take an absolute path, file:///path")
-        from streamer.storage.file import FileStorage
-
-        return FileStorage("/"), unquote(path)
-    raise ConfigError(
-        f"unsupported storage URL {url!r}: use s3://BUCKET/KEY or file:///ABSOLUTE/PATH"
-    )

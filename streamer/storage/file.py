@@ -63,8 +63,6 @@ class _FileWriter(ObjectWriter):
         self._temp = Path(temp)
         self._file = os.fdopen(fd, "wb", buffering=0)
         self._state = "open"
-        #: Bytes taken by ``write`` so far.
-        self.bytes_written = 0
 
     def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
         if self._state != "open":
@@ -76,7 +74,6 @@ class _FileWriter(ObjectWriter):
                 written += self._file.write(view[written:]) or 0
         except OSError as exc:
             raise StorageError(f"writing {self._path} failed: {_describe(exc)}") from exc
-        self.bytes_written += written
         return written
 
     def commit(self) -> None:

@@ -10,9 +10,10 @@ from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
+import botocore.session
 import pytest
 
-from streamer.storage.base import S3Settings
+from streamer.storage import S3Settings
 from streamer.storage.s3 import MIN_PART_SIZE, S3Storage
 from tests.faultproxy import FaultProxy
 
@@ -77,15 +78,21 @@ def faulty_storage(s3_env: str, bucket: str, proxy: FaultProxy) -> S3Storage:
     return S3Storage(bucket, settings(endpoint_url=proxy.url))
 
 
+#: The S3 service model a real client carries in ``client.meta``; loaded once.
+_S3_MODEL = botocore.session.get_session().get_service_model("s3")
+
+
 class MemoryS3:
     """An in-memory S3 client for the writer: keeps part sizes and CRCs, never the bytes.
 
     ``hold`` makes every upload_part wait until ``release()`` is called, so a test can look at
-    the writer while its window is full.
+    the writer while its window is full. ``interrupt`` maps a method's name to how many of its
+    first calls raise KeyboardInterrupt, as a Ctrl-C arriving while the caller waits for it.
     """
 
-    def __init__(self, *, hold: bool = False) -> None:
-        self.meta = SimpleNamespace(endpoint_url="memory://")
+    def __init__(self, *, hold: bool = False, interrupt: dict[str, int] | None = None) -> None:
+        self.meta = SimpleNamespace(endpoint_url="memory://", service_model=_S3_MODEL)
+        self._interrupt = dict(interrupt or {})
         self._lock = threading.Condition()
         self._held = hold
         self.in_flight = 0
@@ -93,8 +100,18 @@ class MemoryS3:
         self.completed_bytes = 0
         self.parts: dict[int, tuple[int, int]] = {}
         self.completed: list[dict[str, Any]] | None = None
-        self.aborted = False
+        #: Calls of abort_multipart_upload that returned.
+        self.aborts = 0
         self.put: bytes | None = None
+
+    @property
+    def aborted(self) -> bool:
+        return self.aborts > 0
+
+    def _maybe_interrupt(self, method: str) -> None:
+        if self._interrupt.get(method, 0) > 0:
+            self._interrupt[method] -= 1
+            raise KeyboardInterrupt
 
     def release(self) -> None:
         with self._lock:
@@ -125,11 +142,14 @@ class MemoryS3:
         return {"ETag": f'"{crc:08x}"'}
 
     def complete_multipart_upload(self, *, MultipartUpload: Any, **kwargs: Any) -> dict[str, Any]:
+        self._maybe_interrupt("complete_multipart_upload")
         self.completed = MultipartUpload["Parts"]
         return {}
 
     def abort_multipart_upload(self, **kwargs: Any) -> dict[str, Any]:
-        self.aborted = True
+        self._maybe_interrupt("abort_multipart_upload")
+        with self._lock:
+            self.aborts += 1
         return {}
 
     def put_object(self, *, Body: bytes, **kwargs: Any) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import pytest
 
 from streamer.errors import ConfigError, ObjectNotFound, StorageError
 from streamer.storage import open_storage
-from streamer.storage.s3 import MIN_PART_SIZE, S3Storage
+from streamer.storage.s3 import MIN_PART_SIZE, S3Storage, make_client
 from tests.conftest import FAKE_SECRET, list_keys, pending_uploads
 from tests.storage.conftest import (
     PART,
@@ -76,9 +76,9 @@ def test_url_and_open_storage(s3_env: str) -> None:
 def test_a_parallel_ranged_read_is_byte_identical(s3_client: Any, bucket: str, s3_env: str) -> None:
     data = payload(5 * PART + 12345, seed=7)
     s3_client.put_object(Bucket=bucket, Key="big", Body=data)
-    storage = S3Storage(bucket, settings(ranges_in_flight=WINDOW))
-    calls = _Concurrency(storage.client, "get_object")
-    storage.client = calls
+    configured = settings(ranges_in_flight=WINDOW)
+    calls = _Concurrency(make_client(configured), "get_object")
+    storage = S3Storage(bucket, configured, client=calls)
     reader = storage.open_reader("big")
     assert reader.size == len(data)
     assert read_all(reader, chunk=333_333) == data
@@ -149,12 +149,6 @@ def test_a_missing_bucket_fails_when_the_writer_opens(s3_env: str) -> None:
     storage = S3Storage("no-such-bucket-here", settings())
     with pytest.raises(StorageError, match="the bucket 'no-such-bucket-here' does not exist"):
         storage.open_writer("k")
-    with pytest.raises(StorageError, match="the bucket 'no-such-bucket-here' does not exist"):
-        storage.check()
-
-
-def test_check_passes_for_a_usable_bucket(storage: S3Storage) -> None:
-    storage.check()
 
 
 @pytest.mark.parametrize(
@@ -214,7 +208,6 @@ def enforce_auth(monkeypatch: pytest.MonkeyPatch, bucket: str) -> str:
     [
         pytest.param(lambda s: s.open_writer("k"), id="open_writer"),
         pytest.param(lambda s: s.open_reader("k"), id="open_reader"),
-        pytest.param(lambda s: s.check(), id="check"),
     ],
 )
 def test_wrong_credentials_say_which_and_never_show_the_secret(

@@ -6,7 +6,9 @@ attempts fail the operation with a message naming it, abort the upload and leave
 
 from __future__ import annotations
 
+import logging
 import re
+from pathlib import Path
 from typing import Any
 
 import botocore.exceptions
@@ -198,7 +200,6 @@ OPERATIONS = [
     pytest.param(_upload, id="upload"),
     pytest.param(_download, id="download"),
     pytest.param(_download_ranges, id="download-ranges"),
-    pytest.param(S3Storage.check, id="check"),
 ]
 FAULTS = [
     pytest.param(lambda p: p.fail(FOREVER, status=503, code="SlowDown"), id="always-503"),
@@ -237,7 +238,7 @@ def test_no_botocore_exception_leaves_the_storage_api(
 def test_a_forbidden_bucket_says_so(proxy: FaultProxy, faulty_storage: S3Storage) -> None:
     proxy.fail(FOREVER, status=403, code="AccessDenied")
     with pytest.raises(StorageError) as caught:
-        faulty_storage.check()
+        faulty_storage.open_writer("k")
     message = str(caught.value)
     assert f"the bucket '{faulty_storage.bucket}' does not exist, or is forbidden" in message
     assert "AccessDenied" in message
@@ -262,3 +263,47 @@ def _assert_clean(error: BaseException) -> None:
     assert FAKE_SECRET not in str(error)
     if isinstance(error, ObjectNotFound):
         assert "s3://" in str(error)
+
+
+# -- secrets from outside the environment --------------------------------------------------------
+
+FILE_SECRET = "fIlE-sEcReT-nOtInEnV-7c2e91"
+FILE_TOKEN = "fIlE-tOkEn-nOtInEnV-3b8d05"
+
+
+@pytest.fixture
+def file_credentials(s3_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Credentials from a shared credentials file only: no secret in the environment."""
+    path = tmp_path / "credentials"
+    path.write_text(
+        "[default]\n"
+        "aws_access_key_id = AKIAFILEACCESSKEY001\n"
+        f"aws_secret_access_key = {FILE_SECRET}\n"
+        f"aws_session_token = {FILE_TOKEN}\n"
+    )
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(path))
+
+
+@pytest.mark.parametrize(
+    "secret", [pytest.param(FILE_SECRET, id="secret-key"), pytest.param(FILE_TOKEN, id="token")]
+)
+def test_secrets_the_client_signs_with_never_reach_messages_or_logs(
+    bucket: str,
+    proxy: FaultProxy,
+    file_credentials: None,
+    caplog: pytest.LogCaptureFixture,
+    secret: str,
+) -> None:
+    # A server (or a proxy) that echoes the credentials back in its error messages.
+    proxy.fail(1, status=503, code="SlowDown", message=f"slow down, {secret}", match=CREATE)
+    proxy.fail(FOREVER, status=400, code="InvalidRequest", message=f"not {secret}", match=CREATE)
+    caplog.set_level(logging.INFO, logger="streamer.storage.s3")
+    storage = S3Storage(bucket, settings(endpoint_url=proxy.url))
+    with pytest.raises(StorageError) as caught:
+        storage.open_writer("k")
+    assert proxy.injected == 2
+    assert str(caught.value).endswith("InvalidRequest (HTTP 400): not ***")
+    assert "slow down, ***" in caplog.text
+    assert secret not in caplog.text

@@ -13,7 +13,7 @@ import zlib
 
 import pytest
 
-from streamer.storage.base import S3Settings
+from streamer.storage import S3Settings
 from streamer.storage.s3 import MIN_PART_SIZE, S3Storage
 from tests.storage.conftest import MemoryS3
 
