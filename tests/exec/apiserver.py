@@ -9,8 +9,9 @@ kubelet behind it, speaking the real exec subprotocols over a real WebSocket:
   0-3 as binary messages whose first byte is the channel, the v5 CLOSE signal ``[255, 0]``, and
   the exit Status on channel 3, as the kubelet writes it;
 - bearer-token authentication, and Status bodies for 401, 404 and 400, as the API server sends;
-- faults: drop the TCP connection after N bytes of stdout or stdin (an API server restart), or
-  end without a Status.
+- faults: drop the TCP connection after N bytes of stdout or stdin (an API server restart),
+  end without a Status, and answer the next Pod reads or exec upgrades with an HTTP error
+  (429, 503, 403 …) or by dropping the connection unanswered.
 
 The requested command runs as a local process. Run ``python -m tests.exec.apiserver --help``
 to start one in its own process (benchmarks and the 1 GiB test, so it does not share the GIL).
@@ -68,6 +69,15 @@ class Behaviour:
     drop_after: int | None = None
     #: End the exec stream (normal WebSocket close) without the Status on channel 3.
     omit_status: bool = False
+    #: Statuses to answer the next exec upgrades with, one per request; DROP closes the
+    #: connection without an answer, after the request arrived.
+    exec_failures: list[int] = field(default_factory=list)
+    #: Statuses to answer the next GETs of a Pod with, one per request.
+    pod_failures: list[int] = field(default_factory=list)
+
+
+#: In ``exec_failures``: close the connection without answering the upgrade.
+DROP = 0
 
 
 @dataclass
@@ -102,6 +112,8 @@ class ApiServer:
         self.pods = pods if pods is not None else {("default", "pod"): PodSpec()}
         self.behaviour = behaviour or Behaviour()
         self.execs: list[ExecRecord] = []
+        #: The injected failures answered so far, in order: ("exec" | "pod", status).
+        self.failed: list[tuple[str, int]] = []
         self._tls = tls
         self._host = host
         self._port = port
@@ -179,6 +191,8 @@ class ApiServer:
                 http.HTTPStatus.NOT_FOUND, "NotFound", f'pods "{name}" not found'
             )
         if len(path) == 7:
+            if self.behaviour.pod_failures:
+                return self._fail("pod", self.behaviour.pod_failures.pop(0), connection)
             return _json_response(200, self._pod_object(namespace, name, spec))
         if path[7] != "exec":
             return _status_response(
@@ -204,7 +218,18 @@ class ApiServer:
             return _status_response(
                 http.HTTPStatus.BAD_REQUEST, "BadRequest", "you must specify at least 1 command"
             )
+        if self.behaviour.exec_failures:
+            return self._fail("exec", self.behaviour.exec_failures.pop(0), connection)
         return None  # go on with the WebSocket handshake
+
+    def _fail(self, what: str, status: int, connection: ServerConnection) -> Response:
+        """Answer an injected failure: a Status body as the API server sends, or nothing."""
+        self.failed.append((what, status))
+        if status == DROP:
+            with contextlib.suppress(OSError):
+                connection.socket.shutdown(socket.SHUT_RDWR)
+        code = http.HTTPStatus(status or 503)
+        return _status_response(code, code.phrase.replace(" ", ""), f"injected: {code.phrase}")
 
     def _state(self, spec: PodSpec, container: str) -> str:
         state = spec.containers[container]

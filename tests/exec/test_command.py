@@ -1,4 +1,5 @@
-"""The exec source alone: ExecRunner/ExecCommand against the loopback API server.
+"""The exec stream against the loopback API server: backup, restore, flow control, kill, and
+how the connection's end is judged.
 
 Everything goes through the real ``kubernetes`` client path (kubeconfig, bearer token, TLS,
 ``create_websocket()``); only the far end is ours.
@@ -9,23 +10,25 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import os
 import signal
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import Any
 
 import pytest
+import websocket
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
+from websocket import WebSocketException
 
-from streamer.errors import ConfigError, SourceError, StdinClosed, StreamerError
+from streamer.errors import SourceError, StdinClosed, StreamerError
 from streamer.sources.base import Command, ExitStatus, Mode
-from streamer.sources.exec import MAX_STDERR_LINE, ExecRunner, mask, parse_status
-from tests.exec.apiserver import V4, V5, ApiServer, PodSpec, write_kubeconfig
+from streamer.sources.exec import ExecRunner
+from streamer.sources.exec.command import MAX_STDERR_LINE
+from tests.exec.apiserver import V4, V5, ApiServer
 from tests.exec.conftest import EXEC_TOKEN, NAMESPACE, POD
 
 pytestmark = pytest.mark.timeout(60)
@@ -50,6 +53,7 @@ def stderr_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == "streamer.command"]
 
 
+# -- backup ------------------------------------------------------------------------------------
 # -- backup ------------------------------------------------------------------------------------
 
 
@@ -251,23 +255,6 @@ def test_restore_command_exiting_early_stops_the_writer(runner: ExecRunner) -> N
         assert command.wait() == ExitStatus(7, "exit code 7")
 
 
-def test_restore_refuses_an_old_server_before_running_anything(
-    runner: ExecRunner, apiserver: ApiServer
-) -> None:
-    apiserver.behaviour.protocols = (V4,)
-    apiserver.behaviour.version = (1, 29)
-    with pytest.raises(SourceError, match=r"v1\.29\.0.*close the command's stdin.*1\.30"):
-        runner.start(["sh", "-c", "cat"], Mode.RESTORE)
-    assert apiserver.execs == []
-
-
-def test_restore_refuses_a_v4_handshake(runner: ExecRunner, apiserver: ApiServer) -> None:
-    """A new server that still negotiates v4 (the feature gate is off) is refused too."""
-    apiserver.behaviour.protocols = (V4,)
-    with pytest.raises(SourceError, match=r"only speaks v4\.channel\.k8s\.io.*stdin"):
-        runner.start(["sh", "-c", "cat"], Mode.RESTORE)
-
-
 def test_restore_missing_status_is_a_failure(runner: ExecRunner, apiserver: ApiServer) -> None:
     apiserver.behaviour.omit_status = True
     with runner.start(["sh", "-c", "cat >/dev/null"], Mode.RESTORE) as command:
@@ -330,7 +317,9 @@ def test_kill_unblocks_a_silent_backup(runner: ExecRunner) -> None:
         started = time.monotonic()
         killer = kill_soon(command)
         assert command.readinto(memoryview(bytearray(10))) == 0
-        assert command.wait() == ExitStatus(137, "killed: the exec connection was closed")
+        assert command.wait() == ExitStatus(
+            137, "killed: the exec connection was closed", killed=True
+        )
         killer.join()
         assert time.monotonic() - started < 5
 
@@ -370,83 +359,7 @@ def test_kill_after_the_command_ended_keeps_its_status(runner: ExecRunner) -> No
     with runner.start(["true"], Mode.BACKUP) as command:
         assert read_all(command) == b""
         command.kill()
-        assert command.wait().ok
-
-
-# -- before exec: the Pod, the container, the credentials ----------------------------------------
-
-
-def test_waits_until_the_container_is_running(kubeconfig: Path, apiserver: ApiServer) -> None:
-    apiserver.pods[(NAMESPACE, "slow")] = PodSpec({"app": "running"}, running_after=1.0)
-    runner = ExecRunner.from_environment("slow", "app", NAMESPACE, ready_timeout=10)
-    started = time.monotonic()
-    with runner.start(["echo", "up"], Mode.BACKUP) as command:
-        assert read_all(command) == b"up\n"
-        assert command.wait().ok
-    assert time.monotonic() - started >= 0.9
-
-
-@pytest.mark.parametrize(
-    ("pod", "container", "message"),
-    [
-        pytest.param("gone", "main", r"pods \"gone\" not found.*--pod", id="missing-pod"),
-        pytest.param(
-            POD,
-            "mysql",
-            rf"pod {NAMESPACE}/{POD} has no container 'mysql' \(its containers: main, db,",
-            id="missing-container",
-        ),
-        pytest.param(
-            POD, "finished", r"container 'finished' .* has terminated \(Completed", id="terminated"
-        ),
-        pytest.param(
-            POD,
-            "starting",
-            r"'starting' .* is not running after 0\.5s \(waiting: ContainerCreating\)",
-            id="never-running",
-        ),
-    ],
-)
-def test_pod_and_container_problems_are_named(
-    kubeconfig: Path, apiserver: ApiServer, pod: str, container: str, message: str
-) -> None:
-    runner = ExecRunner.from_environment(pod, container, NAMESPACE, ready_timeout=0.5)
-    with pytest.raises(SourceError, match=message):
-        runner.start(["true"], Mode.BACKUP)
-    assert apiserver.execs == []
-
-
-def test_wrong_token_is_refused_without_showing_it(apiserver: ApiServer, tls: tuple) -> None:
-    configuration = k8s_client.Configuration()
-    configuration.host = apiserver.url
-    configuration.ssl_ca_cert = str(tls[1])
-    configuration.api_key = {"authorization": "Bearer wrong-TOKEN-value"}
-    runner = ExecRunner(k8s_client.ApiClient(configuration), NAMESPACE, POD, "main")
-    with pytest.raises(SourceError, match=r"HTTP 401.*'create' on pods/exec") as info:
-        runner.start(["true"], Mode.BACKUP)
-    assert "wrong-TOKEN-value" not in str(info.value)
-    assert EXEC_TOKEN not in str(info.value)
-
-
-def test_unreachable_api_server(tls: tuple) -> None:
-    configuration = k8s_client.Configuration()
-    configuration.host = "https://127.0.0.1:9"
-    configuration.ssl_ca_cert = str(tls[1])
-    configuration.retries = 0
-    runner = ExecRunner(k8s_client.ApiClient(configuration), NAMESPACE, POD, "main")
-    with pytest.raises(SourceError, match=r"cannot reach the Kubernetes API server at https://"):
-        runner.start(["true"], Mode.BACKUP)
-
-
-def test_untrusted_certificate_is_refused(apiserver: ApiServer) -> None:
-    configuration = k8s_client.Configuration()
-    configuration.host = apiserver.url
-    configuration.api_key = {"authorization": f"Bearer {EXEC_TOKEN}"}
-    configuration.retries = 0
-    runner = ExecRunner(k8s_client.ApiClient(configuration), NAMESPACE, POD, "main")
-    with pytest.raises(SourceError, match="cannot reach") as info:
-        runner.start(["true"], Mode.BACKUP)
-    assert EXEC_TOKEN not in str(info.value)
+        assert command.wait() == ExitStatus(0, "exit code 0")  # not killed=True
 
 
 def test_no_kubernetes_exception_leaks(runner: ExecRunner, apiserver: ApiServer) -> None:
@@ -465,149 +378,79 @@ def test_no_kubernetes_exception_leaks(runner: ExecRunner, apiserver: ApiServer)
             pass
 
 
-# -- configuration -------------------------------------------------------------------------------
+# -- the connection's state: socket errors are judged by how the stream ended --------------------
 
 
-def test_pod_name_and_namespace_from_the_environment(
-    kubeconfig: Path, apiserver: ApiServer, monkeypatch: pytest.MonkeyPatch
+def break_frame_reading(monkeypatch: pytest.MonkeyPatch, after: int) -> None:
+    """Frame reading fails with an AttributeError after ``after`` frames, as a bug would.
+
+    The connection stays open: nothing but code on the streamer's side went wrong.
+    """
+    original = websocket.WebSocket.recv_data_frame
+    frames = 0
+
+    def recv_data_frame(self: websocket.WebSocket, control_frame: bool = False) -> Any:
+        nonlocal frames
+        frames += 1
+        if frames > after:
+            raise AttributeError("'Frame' object has no attribute 'channel'")
+        return original(self, control_frame)
+
+    monkeypatch.setattr(websocket.WebSocket, "recv_data_frame", recv_data_frame)
+
+
+def test_a_bug_in_the_backup_frame_loop_is_not_a_lost_connection(
+    runner: ExecRunner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("POD_NAME", POD)
-    monkeypatch.setenv("POD_NAMESPACE", NAMESPACE)
-    runner = ExecRunner.from_environment(None, "db", None)
-    assert runner.describe() == f"pod {NAMESPACE}/{POD} container db"
-    with runner.start(["true"], Mode.BACKUP) as command:
-        assert command.wait().ok
+    break_frame_reading(monkeypatch, after=1)
+    with runner.start(["sh", "-c", "echo one; sleep 30"], Mode.BACKUP) as command:
+        buffer = memoryview(bytearray(100))
+        assert command.readinto(buffer) == 4
+        with pytest.raises(SourceError, match=r"internal error \(AttributeError: 'Frame'") as info:
+            command.readinto(buffer)
+        assert "bug in the streamer" in str(info.value)
+        assert "connection was lost" not in str(info.value)
+        assert isinstance(info.value.__cause__, AttributeError)
+        with pytest.raises(SourceError, match=r"internal error \(AttributeError"):
+            command.wait()
 
 
-def test_in_cluster_credentials(
-    apiserver: ApiServer, tls: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_bug_in_the_restore_reader_is_not_a_lost_connection(
+    runner: ExecRunner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """As in the run's Pod: service account token and CA, POD_NAME, the namespace file."""
-    import kubernetes.config.incluster_config as incluster
-
-    from streamer.sources import exec as exec_source
-
-    (tmp_path / "token").write_text(EXEC_TOKEN)
-    (tmp_path / "namespace").write_text(NAMESPACE)
-    monkeypatch.setattr(incluster, "SERVICE_TOKEN_FILENAME", str(tmp_path / "token"))
-    monkeypatch.setattr(incluster, "SERVICE_CERT_FILENAME", str(tls[1]))
-    monkeypatch.setattr(exec_source, "SERVICE_ACCOUNT_NAMESPACE", tmp_path / "namespace")
-    parts = urlsplit(apiserver.url)
-    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", str(parts.hostname))
-    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(parts.port))
-    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "absent"))  # must not be needed
-    monkeypatch.setenv("POD_NAME", POD)
-    monkeypatch.delenv("POD_NAMESPACE", raising=False)
-    runner = ExecRunner.from_environment(None, "main", None)
-    assert runner.describe() == f"pod {NAMESPACE}/{POD} container main"
-    with runner.start(["echo", "in-cluster"], Mode.BACKUP) as command:
-        assert read_all(command) == b"in-cluster\n"
-        assert command.wait().ok
+    break_frame_reading(monkeypatch, after=0)
+    with runner.start(["sh", "-c", "cat >/dev/null"], Mode.RESTORE) as command:
+        with pytest.raises(SourceError, match=r"internal error \(AttributeError: 'Frame'") as info:
+            command.wait()
+        assert "connection was lost" not in str(info.value)
+        assert isinstance(info.value.__cause__, AttributeError)
+        with pytest.raises(StdinClosed, match="internal error"):
+            command.write(b"data")
 
 
-def test_namespace_from_the_kubeconfig_context(
-    kubeconfig: Path, apiserver: ApiServer, tls: tuple, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("end", ["kill", "close"])
+def test_ending_it_ourselves_during_a_blocked_receive_is_a_kill_whatever_the_socket_raises(
+    runner: ExecRunner, monkeypatch: pytest.MonkeyPatch, end: str
 ) -> None:
-    write_kubeconfig(kubeconfig, apiserver.url, EXEC_TOKEN, namespace="ctx-ns", ca_file=tls[1])
-    assert ExecRunner.from_environment("p", "c", None).namespace == "ctx-ns"
-    write_kubeconfig(kubeconfig, apiserver.url, EXEC_TOKEN, ca_file=tls[1])
-    assert ExecRunner.from_environment("p", "c", None).namespace == "default"
+    """A socket shut down under websocket-client fails in odd ways (AttributeError on its
+    ``None`` socket, ValueError from ssl); after our own kill() or close() any of them is the
+    expected end, not a lost connection and not a bug."""
+    original = websocket.WebSocket.recv_data_frame
+    receiving = threading.Event()
 
+    def recv_data_frame(self: websocket.WebSocket, control_frame: bool = False) -> Any:
+        receiving.set()
+        try:
+            return original(self, control_frame)
+        except WebSocketException as exc:
+            raise AttributeError("'NoneType' object has no attribute 'recv'") from exc
 
-def test_no_pod_is_a_config_error(kubeconfig: Path) -> None:
-    with pytest.raises(ConfigError, match="POD_NAME"):
-        ExecRunner.from_environment(None, "main", NAMESPACE)
-
-
-def test_no_credentials_is_a_config_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "absent"))
-    with pytest.raises(ConfigError, match="no Kubernetes credentials"):
-        ExecRunner.from_environment(POD, "main", NAMESPACE)
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        pytest.param("users: [{name: u, user: {token: x}}\n", id="yaml-syntax-error"),
-        pytest.param(
-            "contexts: [{name: c, context: not-a-mapping}]\ncurrent-context: c\n",
-            id="context-not-a-mapping",
-        ),
-    ],
-)
-def test_a_malformed_kubeconfig_is_a_config_error(
-    text: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    (tmp_path / "kubeconfig").write_text(text)
-    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
-    with pytest.raises(ConfigError, match="no usable kubeconfig"):
-        ExecRunner.from_environment(POD, "main", NAMESPACE)
-
-
-# -- the Status object ---------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("status", "expected"),
-    [
-        pytest.param({"status": "Success"}, (ExitStatus(0, "exit code 0"), None), id="success"),
-        pytest.param(
-            {
-                "status": "Failure",
-                "reason": "NonZeroExitCode",
-                "message": "command terminated with non-zero exit code",
-                "details": {"causes": [{"reason": "ExitCode", "message": "42"}]},
-            },
-            (ExitStatus(42, "exit code 42"), None),
-            id="non-zero",
-        ),
-        pytest.param(
-            {"status": "Failure", "reason": "NonZeroExitCode", "message": "no code given"},
-            (None, "no code given"),
-            id="non-zero-without-code",
-        ),
-        pytest.param(
-            {
-                "status": "Failure",
-                "reason": "NonZeroExitCode",
-                "message": "no code given",
-                "details": {"causes": [{"reason": "ExitCode", "message": None}]},
-            },
-            (None, "no code given"),
-            id="non-zero-with-null-code",
-        ),
-        pytest.param(
-            {
-                "status": "Failure",
-                "reason": "NonZeroExitCode",
-                "message": "no code given",
-                "details": {"causes": 3},
-            },
-            (None, "no code given"),
-            id="non-zero-with-causes-not-a-list",
-        ),
-        pytest.param(
-            {"status": "Failure", "reason": "InternalError", "message": "OCI runtime exec failed"},
-            (None, "OCI runtime exec failed"),
-            id="internal-error",
-        ),
-        pytest.param(
-            ["not", "a", "status"],
-            (None, "the API server sent an unreadable exit status"),
-            id="garbage",
-        ),
-    ],
-)
-def test_parse_status(status: object, expected: tuple[ExitStatus | None, str | None]) -> None:
-    assert parse_status(status) == expected
-
-
-@pytest.mark.parametrize("size", [0, 1, 3, 4, 5, 125, 126, 65535, 65536, 256 * 1024 + 1])
-def test_mask_matches_websocket_client(size: int) -> None:
-    from websocket import ABNF
-
-    data, key = os.urandom(size), os.urandom(4)
-    assert mask(key, data) == ABNF.mask(key, data)
-    assert mask(key, memoryview(data)) == ABNF.mask(key, data)
+    monkeypatch.setattr(websocket.WebSocket, "recv_data_frame", recv_data_frame)
+    with runner.start(["sleep", "30"], Mode.BACKUP) as command:
+        ender = threading.Thread(target=lambda: (receiving.wait(10), getattr(command, end)()))
+        ender.start()
+        assert command.readinto(memoryview(bytearray(10))) == 0
+        ender.join()
+        assert command.wait() == ExitStatus(
+            137, "killed: the exec connection was closed", killed=True
+        )
