@@ -13,6 +13,7 @@ are raised, so none of them leaves the public API::
     ├── CompressionError     the stream is not valid gzip, or is truncated
     ├── EncryptionError      age encryption or decryption failed (wrong key, corrupted object)
     ├── IntegrityError       the stored object is not what the caller expected (checksum)
+    ├── Interrupted          a termination signal stopped the run before it was complete
     └── StorageError         the storage refused or failed (bucket, credentials, network)
         └── ObjectNotFound
 
@@ -28,6 +29,7 @@ __all__ = [
     "DeadlineExceeded",
     "EncryptionError",
     "IntegrityError",
+    "Interrupted",
     "ObjectNotFound",
     "SourceError",
     "StdinClosed",
@@ -62,8 +64,7 @@ class CommandFailed(SourceError):
 
     def __init__(self, message: str, *, exit_code: int) -> None:
         super().__init__(message)
-        #: The command's own exit code (128 + N for signal N), which restore passes on.
-        self.command_exit_code = exit_code
+        #: The command's own exit code (128 + N for signal N), or 1 if it has none in 1-255.
         self.exit_code = exit_code if 0 < exit_code < 256 else 1
 
 
@@ -81,6 +82,15 @@ class EncryptionError(StreamerError):
 
 class IntegrityError(StreamerError):
     """The stored object does not match what the caller expected."""
+
+
+class Interrupted(StreamerError):
+    """SIGTERM or SIGINT stopped the run before it was complete; exits with 128 + N."""
+
+    def __init__(self, message: str, *, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + signum
 
 
 class StorageError(StreamerError):

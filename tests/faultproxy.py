@@ -16,6 +16,12 @@ request line (``"PUT /bucket/key?partNumber=1&uploadId=… HTTP/1.1"``) matches:
 
 ``times=FOREVER`` makes a fault persistent. Requests must carry a Content-Length (as botocore's
 do without aws-chunked checksums); ``Expect: 100-continue`` is answered by the proxy.
+
+The proxy can also be a slow link, and tell a test when the client got somewhere::
+
+    proxy.limit(4_000_000)                        # bytes per second, each direction
+    proxy.wait_for("partNumber=1")                # until that request arrived
+    proxy.on_response("uploadId=", callback)      # once it took effect, before its answer
 """
 
 from __future__ import annotations
@@ -26,16 +32,20 @@ import re
 import socket
 import struct
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Literal
 from urllib.parse import urlsplit
 
-__all__ = ["FOREVER", "FaultProxy"]
+__all__ = ["FOREVER", "FaultProxy", "Throttle"]
 
 #: ``times`` for a fault that never wears off.
 FOREVER = -1
 _CHUNK = 64 * 1024
+#: Relayed in smaller pieces on a limited link, so the rate holds over short spans too.
+_LIMITED_CHUNK = 16 * 1024
 _REASONS = {
     400: "Bad Request",
     403: "Forbidden",
@@ -81,6 +91,40 @@ class _Request:
         return self.line.split(" ", 1)[0]
 
 
+class Throttle:
+    """Lets bytes through at ``rate`` per second, shared by every connection that takes them.
+
+    :meth:`take` reserves the time its bytes need on the link and sleeps until their turn has
+    come, so concurrent connections share the rate instead of each getting all of it.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if rate <= 0:
+            raise ValueError("the rate must be positive")
+        self.rate = rate
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._free_at = clock()
+        #: Bytes let through so far.
+        self.passed = 0
+
+    def take(self, size: int) -> None:
+        with self._lock:
+            now = self._clock()
+            start = max(self._free_at, now)
+            self._free_at = start + size / self.rate
+            self.passed += size
+        if start > now:
+            self._sleep(start - now)
+
+
 class FaultProxy:
     """Forwards 127.0.0.1:``port`` to ``upstream`` (an ``http://host:port`` URL), with faults."""
 
@@ -91,6 +135,9 @@ class FaultProxy:
         self._upstream = (parts.hostname, parts.port)
         self._rules: list[_Rule] = []
         self._lock = threading.Lock()
+        self._seen = threading.Condition(self._lock)  # notified on every request line
+        self._hooks: list[tuple[re.Pattern[str], Callable[[str], None]]] = []
+        self._throttles: dict[str, Throttle] = {}
         self._stopped = threading.Event()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(0.05)
@@ -178,6 +225,49 @@ class FaultProxy:
         with self._lock:
             self._rules.clear()
 
+    # -- a slow link, and events a test can wait for ---------------------------------------
+
+    def limit(self, bytes_per_second: float | None) -> dict[str, Throttle]:
+        """Relay bodies at most this fast in each direction (all connections together);
+        ``None`` lifts the limit. Applies to connections opened from now on. Returns the
+        throttles by direction ("request", "response")."""
+        with self._lock:
+            if bytes_per_second is None:
+                self._throttles = {}
+            else:
+                self._throttles = {
+                    "request": Throttle(bytes_per_second),
+                    "response": Throttle(bytes_per_second),
+                }
+            return dict(self._throttles)
+
+    def wait_for(self, pattern: str, timeout: float = 30) -> str:
+        """Wait until a request whose line matches ``pattern`` arrived; return that line."""
+        regex = re.compile(pattern)
+
+        def match() -> str | None:
+            return next((line for line, _ in self.log if regex.search(line)), None)
+
+        with self._seen:
+            if not self._seen.wait_for(lambda: match() is not None, timeout):
+                raise TimeoutError(f"no request matching {pattern!r} within {timeout}s")
+            line = match()
+        assert line is not None
+        return line
+
+    def on_response(self, match: str, callback: Callable[[str], None]) -> None:
+        """Call ``callback(request_line)`` once, when the server's response to the next request
+        matching ``match`` arrived and before the proxy relays it: the request has taken
+        effect, and the client cannot know yet (called from the proxy's thread)."""
+        with self._lock:
+            self._hooks.append((re.compile(match), callback))
+
+    def _hooks_for(self, line: str) -> list[Callable[[str], None]]:
+        with self._lock:
+            due = [hook for hook in self._hooks if hook[0].search(line)]
+            self._hooks = [hook for hook in self._hooks if hook not in due]
+        return [callback for _, callback in due]
+
     def _add(self, rule: _Rule) -> None:
         if rule.remaining == 0 or rule.remaining < FOREVER:
             raise ValueError("times must be positive, or FOREVER")
@@ -185,7 +275,8 @@ class FaultProxy:
             self._rules.append(rule)
 
     def _take(self, request: _Request) -> _Rule | None:
-        with self._lock:
+        with self._seen:
+            self._seen.notify_all()  # the line is logged before the lock is released
             for rule in self._rules:
                 if rule.remaining != 0 and (
                     rule.pattern is None or rule.pattern.search(request.line)
@@ -247,6 +338,8 @@ class FaultProxy:
             self._open.add(client)
         reader = client.makefile("rb")
         reset = False
+        with self._lock:
+            up, down = self._throttles.get("request"), self._throttles.get("response")
         try:
             request = _read_request(reader)
             if request is None:
@@ -269,17 +362,20 @@ class FaultProxy:
                 return
             with socket.create_connection(self._upstream, timeout=30) as upstream:
                 upstream.sendall(_head(request.line, request.headers, drop=("expect",)))
-                _relay(reader, upstream, length)
+                _relay(reader, upstream, length, up)
                 with upstream.makefile("rb") as response:
                     status_line, headers = _read_head(response)
                     head = _head(status_line, headers, drop=())
+                    if rule is None:
+                        for callback in self._hooks_for(request.line):
+                            callback(request.line)
                     if rule is not None:  # a response reset
                         client.sendall(head[: rule.after_bytes])
                         _relay(response, client, max(0, rule.after_bytes - len(head)))
                         reset = True
                         return
                     client.sendall(head)
-                    _relay(response, client, None)
+                    _relay(response, client, None, down)
         except (OSError, ValueError):
             pass  # the client or the server went away; nothing to report
         finally:
@@ -332,12 +428,20 @@ def _skip(stream: io.BufferedIOBase, count: int) -> None:
         count -= len(data)
 
 
-def _relay(source: io.BufferedIOBase, sink: socket.socket, count: int | None) -> None:
+def _relay(
+    source: io.BufferedIOBase,
+    sink: socket.socket,
+    count: int | None,
+    throttle: Throttle | None = None,
+) -> None:
     """Copy ``count`` bytes (``None``: until EOF) from ``source`` to ``sink``."""
+    chunk = _CHUNK if throttle is None else _LIMITED_CHUNK
     while count is None or count > 0:
-        data = source.read1(_CHUNK if count is None else min(_CHUNK, count))
+        data = source.read1(chunk if count is None else min(chunk, count))
         if not data:
             return
+        if throttle is not None:
+            throttle.take(len(data))
         sink.sendall(data)
         if count is not None:
             count -= len(data)

@@ -7,9 +7,11 @@ pipeline writes the command's stdin with :meth:`Command.write` and then
 the ``streamer.command`` logger line by line, and :meth:`Command.wait` gives the exit status.
 
 Implementations must make :meth:`Command.kill` safe to call from another thread at any time
-(the deadline watchdog does), and must raise :class:`~streamer.errors.SourceError` from
-:meth:`Command.wait` when the exit status cannot be known: a stream that ended without one is
-never a success.
+(the deadline and a termination signal do), and must raise :class:`~streamer.errors.SourceError`
+from :meth:`Command.wait` when the exit status cannot be known: a stream that ended without one
+is never a success. :attr:`ExitStatus.killed` says whether :meth:`Command.kill` is what ended
+the command: a command that had already exited when the kill came keeps its own status, so a
+deadline that passes just as the command exits 0 does not turn a success into a failure.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ class ExitStatus:
 
     code: int  #: 0 on success; 128 + N when killed by signal N
     reason: str  #: for people: "exit code 3", "killed by signal SIGKILL", the server's message
+    #: True only when :meth:`Command.kill` ended the command (it was still running then).
+    killed: bool = False
 
     @property
     def ok(self) -> bool:
@@ -67,7 +71,7 @@ class Command(abc.ABC):
 
     @abc.abstractmethod
     def kill(self) -> None:
-        """Stop the command now (thread-safe, idempotent)."""
+        """Stop the command now (thread-safe, idempotent); one that has ended keeps its status."""
 
     @abc.abstractmethod
     def close(self) -> None:
@@ -81,14 +85,10 @@ class Command(abc.ABC):
 
 
 class Runner(Protocol):
-    """Starts commands somewhere; describes where in error messages."""
+    """Starts commands somewhere."""
 
     def start(self, argv: Sequence[str], mode: Mode) -> Command:
         """Start ``argv``; raise SourceError if it cannot be started."""
-        ...
-
-    def describe(self) -> str:
-        """Where commands run, for messages: "local process", "pod ns/name container c"."""
         ...
 
 

@@ -44,9 +44,6 @@ class LocalRunner:
                 _enlarge_pipe(pipe.fileno())
         return LocalCommand(proc)
 
-    def describe(self) -> str:
-        return "local process"
-
 
 #: Pipe buffer we ask the kernel for: fewer, larger transfers (and wake-ups) than the 64 KiB
 #: default. The kernel may refuse (fs.pipe-max-size); the default still works, only slower.
@@ -65,6 +62,7 @@ class LocalCommand(Command):
         self._proc = proc
         self._stdout: IO[bytes] | None = proc.stdout
         self._stdin: IO[bytes] | None = proc.stdin
+        self._kill_sent = False
         assert proc.stderr is not None
         self._stderr_thread = threading.Thread(
             target=self._pump_stderr, args=(proc.stderr,), name="command-stderr", daemon=True
@@ -104,13 +102,17 @@ class LocalCommand(Command):
         self._stderr_thread.join(timeout=5)
         if code < 0:
             name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
-            return ExitStatus(128 - code, f"killed by signal {name}")
+            # A process that exited before the kill keeps its own code: only a SIGKILL death
+            # after kill() was sent is ours.
+            killed = self._kill_sent and -code == signal.SIGKILL
+            return ExitStatus(128 - code, f"killed by signal {name}", killed=killed)
         return ExitStatus(code, f"exit code {code}")
 
     def kill(self) -> None:
         # The whole group, even once the shell has exited: a process it left running in the
         # background may still hold stdout open, and the read would wait for it forever. The
         # group's id stays reserved while any member lives, so it names no one else's group.
+        self._kill_sent = True
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self._proc.pid, signal.SIGKILL)
 

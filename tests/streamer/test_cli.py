@@ -192,6 +192,18 @@ def test_deadline_kills_and_stores_nothing(bucket: str, s3_client) -> None:
     assert_nothing_stored(s3_client, bucket)
 
 
+def test_deadline_that_cuts_a_background_job_short_stores_nothing(bucket: str, s3_client) -> None:
+    # The shell exits 0 at once; the job it left in the background still writes the dump.
+    # The deadline's kill cuts that output short, so the backup is not complete.
+    script = "(echo part; sleep 60; echo rest) & exit 0"
+    result = streamer(
+        "backup", f"s3://{bucket}/db.sql", "--deadline", "1", "--", "sh", "-c", script
+    )
+    assert result.exit_code == 124, result.stderr
+    assert "deadline of 1s" in result.stderr
+    assert_nothing_stored(s3_client, bucket)
+
+
 def test_failed_backup_keeps_the_previous_object(bucket: str, s3_client, data_file: Path) -> None:
     url = f"s3://{bucket}/db.sql"
     assert backup(url, data_file).exit_code == 0

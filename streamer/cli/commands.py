@@ -1,0 +1,295 @@
+"""The ``streamer`` command group and its three commands: parse, call one pipeline function.
+
+See :mod:`streamer.cli` for how a run ends (exit codes, messages, signals).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from streamer import __version__
+from streamer.cli.options import (
+    compression_auto,
+    exec_options,
+    identity_option,
+    parse_vars,
+    report_options,
+    resolve_key,
+    restore_options,
+    runner,
+    s3_settings,
+    storage_options,
+)
+from streamer.cli.signals import stop_on_signals
+from streamer.contract import DEFAULT_LEVEL, MAX_LEVEL, MIN_LEVEL, Flag, Subcommand
+from streamer.errors import ConfigError, StreamerError
+from streamer.pipeline import BackupOptions, Stop, Summary
+from streamer.pipeline import backup as run_backup
+from streamer.pipeline import restore as run_restore
+from streamer.pipeline import verify as run_verify
+from streamer.pipeline.outcome import Action, completed_note
+from streamer.stages import age
+from streamer.storage import open_storage
+
+__all__ = ["main"]
+
+_LOG = logging.getLogger("streamer")
+
+
+def _emit(summary: Summary, as_json: bool, outputs: Path | None) -> None:
+    if outputs is not None:
+        try:
+            outputs.mkdir(parents=True, exist_ok=True)
+            for name, value in summary.outputs().items():
+                (outputs / name).write_text(value)
+        except OSError as exc:
+            raise StreamerError(
+                f"{summary.url} is done, but its summary cannot be written to --outputs "
+                f"{str(outputs)!r}: {exc.strerror or exc}"
+            ) from exc
+    if as_json:
+        click.echo(json.dumps(summary.as_json(), indent=2))
+
+
+class _AsProgram:
+    """Context object: this invocation is the process, which exits when the command returns."""
+
+
+class _Streamer(click.Group):
+    """The command group. Called as a program (the console script, ``python -m streamer``),
+    its process ignores SIGTERM and SIGINT from a run's start until it exits; called
+    in-process through :meth:`main` (as click's CliRunner does), the handlers are restored."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("obj", _AsProgram())
+        return self.main(*args, **kwargs)
+
+
+def _run(action: Callable[[Stop], Summary], what: Action) -> NoReturn:
+    """Run ``action``; turn every expected failure into one line and an exit code.
+
+    A signal that arrived once the outcome was settled leaves a complete run: exit 0, saying so.
+    """
+    stop = Stop()
+    as_program = click.get_current_context().find_object(_AsProgram) is not None
+    outcome: Summary | StreamerError
+    with stop_on_signals(stop, restore=not as_program):
+        try:
+            outcome = action(stop)
+        except StreamerError as exc:
+            outcome = exc
+    # Every signal that arrived until now has been handed to ``stop``.
+    if isinstance(outcome, StreamerError):
+        click.echo(f"streamer: error: {outcome}", err=True)
+        code = outcome.exit_code
+    else:
+        code = 0
+        if stop.signal is not None:
+            click.echo(f"streamer: {completed_note(what, stop.signal, outcome.url)}", err=True)
+    sys.exit(code)
+
+
+def _configure_logging(level: int) -> None:
+    """Log to the current stderr through our own handler (replaced on every invocation)."""
+    logger = logging.getLogger("streamer")
+    for handler in [h for h in logger.handlers if getattr(h, "_streamer_cli", False)]:
+        logger.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-5s %(name)s: %(message)s"))
+    handler._streamer_cli = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+
+
+@click.group(
+    cls=_Streamer,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.version_option(__version__, prog_name="streamer")
+@click.option("-v", "--verbose", is_flag=True, help="Log debug details.")
+@click.option("-q", "--quiet", is_flag=True, help="Log only warnings and errors.")
+def main(verbose: bool, quiet: bool) -> None:
+    """Stream a command's output through gzip and age into S3, and back into a command.
+
+    \b
+    Examples:
+      streamer backup s3://backups/db.sql.gz -r age1… -- pg_dump -h db app
+      streamer restore s3://backups/db.sql.gz -i key.txt -- psql -h db app
+      streamer verify s3://backups/db.sql.gz -i key.txt
+    """
+    _configure_logging(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+    if verbose:
+        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
+    else:
+        for noisy in ("botocore", "boto3", "urllib3", "kubernetes", "websocket"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@main.command(Subcommand.BACKUP)
+@click.argument("dest")
+@click.argument("command", nargs=-1, required=True)
+@click.option(
+    Flag.COMPRESSION, type=click.Choice(["gzip", "none"]), default="gzip", show_default=True
+)
+@click.option(
+    Flag.LEVEL,
+    type=click.IntRange(MIN_LEVEL, MAX_LEVEL),
+    default=DEFAULT_LEVEL,
+    show_default=True,
+    help="gzip level: -1 default (fast, ~gzip -6 size), 0 store, 1 fastest … 9 smallest, "
+    "-2 Huffman only.",
+)
+@click.option(
+    "-r",
+    Flag.RECIPIENT,
+    "recipients",
+    multiple=True,
+    metavar="KEY",
+    help="Encrypt to this age1…/ssh-ed25519/ssh-rsa key (repeatable).",
+)
+@click.option(
+    "-R",
+    "--recipients-file",
+    "recipients_files",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="Encrypt to every key in FILE.",
+)
+@click.option(
+    Flag.PATH_TEMPLATE,
+    metavar="TEMPLATE",
+    help="Render the key as DEST/TEMPLATE (Jinja2, sandboxed; Sprig's date layouts work). "
+    "A value starting with base64: is decoded first.",
+)
+@click.option(
+    Flag.VAR,
+    "variables",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Template variable (namespace, run, schedule, workflow).",
+)
+@exec_options
+@storage_options
+@report_options
+def backup(dest: str, command: tuple[str, ...], **kw: Any) -> None:
+    """Run COMMAND and store its stdout at DEST (s3://BUCKET/KEY or file:///PATH).
+
+    The object appears only if the whole stream was stored and COMMAND exited 0; otherwise the
+    upload is aborted and nothing is left behind. SIGTERM or SIGINT before the object is stored
+    aborts it (exit 128 + N); one that arrives after leaves the stored backup (exit 0).
+
+    \b
+    Examples:
+      streamer backup s3://backups/app.sql.gz -r age1… -- mysqldump -h db app
+      streamer backup s3://backups/mysql --json \\
+          --path-template 'mysql-{{ now | date "2006.01.02-15:04:05" }}.sql' \\
+          -- sh -c 'mysqldump -h "$HOST" app'
+      streamer backup file:///tmp/etc.tar --compression none -- tar c /etc
+    """
+    try:
+        recipients = [age.parse_recipient(r) for r in kw.pop("recipients")]
+        for path in kw.pop("recipients_files"):
+            recipients += age.read_recipients_file(path)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint=Flag.RECIPIENT) from exc
+    settings = s3_settings(kw)
+    options = BackupOptions(
+        compress=kw.pop("compression") == "gzip",
+        level=kw.pop("level"),
+        recipients=recipients,
+        deadline=kw.pop("deadline"),
+    )
+    variables = parse_vars(kw.pop("variables"), kw.get("namespace"))
+    template = kw.pop("path_template")
+    as_json, outputs = kw.pop("as_json"), kw.pop("outputs")
+
+    def action(stop: Stop) -> Summary:
+        storage, key = open_storage(dest, settings)
+        key = resolve_key(storage, key, template, variables)
+        summary = run_backup(runner(kw), command, storage, key, options, stop)
+        _emit(summary, as_json, outputs)
+        return summary
+
+    _run(action, Action.BACKUP)
+
+
+@main.command(Subcommand.RESTORE)
+@click.argument("source")
+@click.argument("command", nargs=-1, required=True)
+@identity_option
+@compression_auto
+@exec_options
+@storage_options
+@report_options
+def restore(source: str, command: tuple[str, ...], **kw: Any) -> None:
+    """Feed the backup at SOURCE to COMMAND's stdin; exit with COMMAND's exit code.
+
+    Encryption and compression are detected from the data. If the stream fails (wrong key,
+    corrupted or truncated object) the command is stopped and the restore fails.
+
+    \b
+    Examples:
+      streamer restore s3://backups/app.sql.gz -i key.txt -- mysql -h db app
+      AGE_IDENTITY="$(cat key.txt)" streamer restore s3://backups/app.sql.gz -- psql -h db app
+    """
+    settings = s3_settings(kw)
+    as_json, outputs = kw.pop("as_json"), kw.pop("outputs")
+
+    def action(stop: Stop) -> Summary:
+        options = restore_options(kw)
+        storage, key = open_storage(source, settings)
+        summary = run_restore(storage, key, runner(kw), command, options, stop)
+        _emit(summary, as_json, outputs)
+        return summary
+
+    _run(action, Action.RESTORE)
+
+
+@main.command(Subcommand.VERIFY)
+@click.argument("source")
+@identity_option
+@compression_auto
+@click.option(
+    "--sha256",
+    "expected_sha256",
+    metavar="HEX",
+    help="Fail unless the stored object has this SHA-256.",
+)
+@storage_options
+@report_options
+def verify(source: str, **kw: Any) -> None:
+    """Download, decrypt and decompress SOURCE, checking every layer; restore nothing.
+
+    \b
+    Examples:
+      streamer verify s3://backups/app.sql.gz -i key.txt --json
+      streamer verify s3://backups/app.sql.gz -i key.txt --sha256 9f86d08…
+    """
+    settings = s3_settings(kw)
+    as_json, outputs = kw.pop("as_json"), kw.pop("outputs")
+    expected = kw.pop("expected_sha256")
+
+    def action(stop: Stop) -> Summary:
+        options = restore_options(kw, expected)
+        storage, key = open_storage(source, settings)
+        summary = run_verify(storage, key, options, stop)
+        _LOG.info(
+            "verified %s: %d stored bytes, %d bytes of data, sha256 %s",
+            summary.url,
+            summary.stored_bytes,
+            summary.plaintext_bytes,
+            summary.sha256,
+        )
+        _emit(summary, as_json, outputs)
+        return summary
+
+    _run(action, Action.VERIFY)

@@ -1,0 +1,75 @@
+"""The plain data a run takes and gives back: its options, and the summary of what it moved."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from streamer.contract import OUTPUTS, Output
+from streamer.progress import human_bytes
+from streamer.stages import age
+
+__all__ = ["BackupOptions", "Compression", "RestoreOptions", "Summary"]
+
+Compression = Literal["auto", "gzip", "none"]
+
+
+@dataclass(frozen=True)
+class BackupOptions:
+    compress: bool = True
+    level: int | None = None
+    recipients: Sequence[age.Recipient] = ()
+    deadline: float | None = None
+
+
+@dataclass(frozen=True)
+class RestoreOptions:
+    identities: Sequence[age.Identity] = ()
+    #: ``auto`` decompresses when the data starts with the gzip magic.
+    compression: Compression = "auto"
+    deadline: float | None = None
+    #: For verify: the SHA-256 the stored object must have.
+    expected_sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What a backup wrote, or what a restore or verify read."""
+
+    url: str
+    path: str
+    plaintext_bytes: int
+    stored_bytes: int
+    sha256: str
+    duration_seconds: float
+    compressed: bool
+    encrypted: bool
+
+    def outputs(self) -> dict[str, str]:
+        """One value per Argo output parameter (``--outputs DIR`` writes a file for each)."""
+        values = {
+            Output.PATH: self.path,
+            Output.URL: self.url,
+            Output.SIZE_IN_BYTES: str(self.stored_bytes),
+            Output.SIZE: human_bytes(self.stored_bytes),
+            Output.PLAINTEXT_BYTES: str(self.plaintext_bytes),
+            Output.SHA256: self.sha256,
+            Output.DURATION_SECONDS: f"{self.duration_seconds:.3f}",
+            Output.COMPRESSED: str(self.compressed).lower(),
+            Output.ENCRYPTED: str(self.encrypted).lower(),
+        }
+        return {name: values[name] for name in OUTPUTS}
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "url": self.url,
+            "path": self.path,
+            "plaintextBytes": self.plaintext_bytes,
+            "storedBytes": self.stored_bytes,
+            "size": human_bytes(self.stored_bytes),
+            "sha256": self.sha256,
+            "durationSeconds": round(self.duration_seconds, 3),
+            "compressed": self.compressed,
+            "encrypted": self.encrypted,
+        }
