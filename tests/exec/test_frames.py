@@ -7,14 +7,12 @@ import os
 import pytest
 from websocket import ABNF
 
-from streamer.sources.exec.frames import MaskKeys, frame_header, mask, mask_in_place, masked
+from streamer.sources.exec.frames import MaskKeys, frame_header, mask_in_place, masked
 
 
 @pytest.mark.parametrize("size", [0, 1, 3, 4, 5, 125, 126, 65535, 65536, 256 * 1024 + 1])
 def test_mask_matches_websocket_client(size: int) -> None:
     data, key = os.urandom(size), os.urandom(4)
-    assert mask(key, data) == ABNF.mask(key, data)
-    assert mask(key, memoryview(data)) == ABNF.mask(key, data)
     in_place = bytearray(data)
     mask_in_place(key, in_place)
     assert in_place == ABNF.mask(key, data)
@@ -35,7 +33,7 @@ def test_frame_header_matches_websocket_client(size: int) -> None:
     data, key = os.urandom(size), os.urandom(4)
     frame = ABNF(fin=1, opcode=ABNF.OPCODE_BINARY, data=data)
     frame.get_mask_key = lambda length: key
-    assert frame_header(size, key) + mask(key, data) == frame.format()
+    assert frame_header(size, key) + bytes(masked(key, bytearray(data))) == frame.format()
 
 
 def test_mask_keys_are_fresh_across_pools() -> None:

@@ -24,7 +24,7 @@ package.
 
 from streamer.sources.exec.api import DEFAULT_READY_TIMEOUT, ExecRunner
 from streamer.sources.exec.command import DEFAULT_PING_INTERVAL, ExecCommand
-from streamer.sources.exec.frames import mask, mask_in_place
+from streamer.sources.exec.frames import mask_in_place
 from streamer.sources.exec.protocol import parse_status
 
 __all__ = [
@@ -32,7 +32,6 @@ __all__ = [
     "DEFAULT_READY_TIMEOUT",
     "ExecCommand",
     "ExecRunner",
-    "mask",
     "mask_in_place",
     "parse_status",
 ]

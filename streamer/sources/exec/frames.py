@@ -20,17 +20,10 @@ try:  # websockets' C masking: about three times the pure-Python fallback below
 except ImportError:  # pragma: no cover - only where websockets has no binary wheel
     _apply_mask_c = None  # type: ignore[assignment]
 
-__all__ = ["MaskKeys", "RawFrameWriter", "frame_header", "mask", "mask_in_place", "masked"]
+__all__ = ["MaskKeys", "RawFrameWriter", "frame_header", "mask_in_place", "masked"]
 
 #: Random bytes drawn at once for masking keys: 1024 keys per getrandom call.
 KEY_POOL_BYTES = 4096
-
-
-def mask(key: bytes, data: bytes | memoryview) -> bytes:
-    """XOR ``data`` with the 4-byte ``key`` repeated: WebSocket client masking (RFC 6455 5.3)."""
-    buffer = bytearray(data)
-    mask_in_place(key, buffer)
-    return bytes(buffer)
 
 
 def mask_in_place(key: bytes, buffer: bytearray) -> None:
