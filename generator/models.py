@@ -32,6 +32,7 @@ __all__ = [
     "CRON_PATTERN",
     "DEFAULT_ACCESS_KEY",
     "DEFAULT_SECRET_KEY",
+    "FINALIZER_CATALOGUE",
     "GROUP",
     "KINDS",
     "LABEL_RUN",
@@ -74,6 +75,9 @@ ANNOTATION_TRIGGER = f"{GROUP}/trigger"
 ANNOTATION_RESTORE = f"{GROUP}/restore"
 ANNOTATION_RESTORED_AT = f"{GROUP}/restored-at"
 ANNOTATION_KEEP = f"{GROUP}/keep"
+#: On Workflows a CronWorkflow rendered for the controller spawns: held until the controller
+#: has recorded the Workflow as a BackupRun, so Argo's history limits cannot delete it first.
+FINALIZER_CATALOGUE = f"{GROUP}/catalogue"
 
 #: Key names in the user's credentials Secret: part of the API, so spelled here and not taken
 #: from the streamer's environment names, which may change without breaking stored objects.
@@ -97,6 +101,7 @@ BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
 _DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 Name = Annotated[str, Field(min_length=1, max_length=253, pattern=_DNS_SUBDOMAIN)]
 ContainerName = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL)]
+NamespaceName = Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL)]
 
 
 def _cel(*rules: tuple[str, str] | tuple[str, str, str]) -> dict[str, Any]:
@@ -215,22 +220,39 @@ class BackupStorageSpec(_Model):
     type: Literal["s3"] = Field(description="Storage type; only s3 (any S3-compatible service).")
     parameters: StorageParameters
     credentials: SecretRef = Field(
-        description="The Secret holding the access and secret keys. Runs read it as "
-        "secretKeyRef env, so a Secret of this name must exist in each run's namespace."
+        description="The Secret holding the access and secret keys. The controller copies "
+        "it into each namespace whose schedules or runs use the storage, as "
+        "<storage>-backup-credentials; without the controller (backup-gen render), runs "
+        "read a Secret of this name in their own namespace."
+    )
+    allowed_namespaces: list[NamespaceName] | None = Field(
+        default=None,
+        description="The namespaces whose schedules and runs may use the storage (and get "
+        "a copy of its credentials); absent: every namespace. Others are refused "
+        "(StorageNotAllowed).",
     )
 
 
 class BackupStorageStatus(_Model):
     conditions: list[Condition] | None = Field(
-        default=None, description="Ready: the bucket is reachable with the credentials."
+        default=None,
+        description="Ready: the bucket is reachable with the credentials. InUse: schedules "
+        "or runs use the storage (its deletion waits for them). UsersAllowed: none of them "
+        "is in a namespace outside allowedNamespaces.",
     )
     runs: Annotated[int, Field(ge=0)] | None = Field(
-        default=None, description="Number of runs stored here."
+        default=None, description="Number of successful runs stored here."
     )
     size_in_bytes: Annotated[int, Field(ge=0)] | None = Field(
         default=None, description="Total stored bytes of those runs."
     )
     size: str | None = Field(default=None, description="sizeInBytes, human readable.")
+    last_validation_time: datetime | None = Field(
+        default=None, description="When the bucket was last checked."
+    )
+    credentials_namespaces: list[NamespaceName] | None = Field(
+        default=None, description="The namespaces holding a copy of the credentials Secret."
+    )
 
 
 class BackupStorage(Object):

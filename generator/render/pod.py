@@ -64,6 +64,9 @@ IDENTITY_VOLUME = "backup-operator-age-identity"
 PATH_PARAMETER = "path"
 #: Output parameters of a backup, a subset of the files the streamer writes under
 #: ``--outputs``. None has a default: a file the streamer stops writing fails the step.
+#: Each is also a global output of the same name (``globalName``), so Argo copies it into the
+#: Workflow's ``status.outputs.parameters``, which stays inline when the node status is
+#: offloaded; the controller reads a run's results there.
 OUTPUT_PARAMETERS = (Output.PATH, Output.URL, Output.SIZE, Output.SIZE_IN_BYTES, Output.SHA256)
 #: Argo's deadline is a backstop behind the streamer's own ``--deadline``, which stops the
 #: command and aborts the upload cleanly; this margin lets the streamer act first.
@@ -102,6 +105,9 @@ class PodContext:
     metric_labels: Mapping[str, str]
     #: Template variables for the path (``--var``); values may be Argo variables.
     variables: Mapping[str, str]
+    #: The Secret in the run's namespace holding the storage's keys; None: the one the
+    #: storage's ``spec.credentials`` names.
+    credentials_secret: str | None = None
 
 
 def k8s_literal(text: str) -> str:
@@ -127,9 +133,9 @@ def _storage_args(storage: BackupStorage) -> list[str]:
     return args
 
 
-def _env(storage: BackupStorage) -> list[m.EnvVar]:
-    params = storage.spec.parameters
-    secret = storage.spec.credentials.name
+def _env(ctx: PodContext) -> list[m.EnvVar]:
+    params = ctx.storage.spec.parameters
+    secret = ctx.credentials_secret or ctx.storage.spec.credentials.name
 
     def field(name: str, path: str) -> m.EnvVar:
         return m.EnvVar(
@@ -204,7 +210,7 @@ def _main(kind: ActionKind, spec: BackupRunSpec, action: Action, ctx: PodContext
         image=ctx.image,
         command=list(STREAMER_COMMAND),
         args=_streamer_args(kind, spec, action, ctx),
-        env=_env(ctx.storage),
+        env=_env(ctx),
         volume_mounts=mounts or None,
         security_context=m.SecurityContext(
             read_only_root_filesystem=True,
@@ -268,7 +274,11 @@ def action_template(kind: ActionKind, spec: BackupRunSpec, ctx: PodContext) -> m
     if kind == "backup":
         outputs = m.Outputs(
             parameters=[
-                m.Parameter(name=name, value_from=m.ValueFrom(path=f"{OUTPUTS_DIR}/{name}"))
+                m.Parameter(
+                    name=name,
+                    global_name=name,
+                    value_from=m.ValueFrom(path=f"{OUTPUTS_DIR}/{name}"),
+                )
                 for name in OUTPUT_PARAMETERS
             ]
         )

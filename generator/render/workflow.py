@@ -20,6 +20,7 @@ from hera.workflows import models as m
 from generator.errors import Problem, ValidationFailed
 from generator.models import (
     ANNOTATION_RESTORE,
+    FINALIZER_CATALOGUE,
     LABEL_RUN,
     LABEL_SCHEDULE,
     LABEL_STORAGE,
@@ -71,6 +72,13 @@ class RenderOptions:
     namespace: str | None = None
     #: Also render the restore Workflow of every run that has a restore action.
     restore: bool = False
+    #: Rendered for the controller: the Workflows a CronWorkflow spawns carry
+    #: ``FINALIZER_CATALOGUE`` until the controller has recorded them. Never for plain
+    #: ``backup-gen render``: without a controller the Workflows could never be deleted.
+    catalogue: bool = False
+    #: The Secret, in each Workflow's own namespace, holding the storage's keys (the
+    #: controller's copy); None: the Secret the storage's ``spec.credentials`` names.
+    credentials_secret: str | None = None
 
 
 def _summary(spec: BackupRunSpec, storage: BackupStorage) -> str:
@@ -162,6 +170,7 @@ def render_schedule(
             "schedule": name,
             "workflow": "{{workflow.name}}",
         },
+        credentials_secret=options.credentials_secret,
     )
     objects: list[ArgoObject] = []
     if spec.backup is not None:
@@ -186,6 +195,7 @@ def render_schedule(
                         TITLE: title,
                         DESCRIPTION: text,
                     },
+                    finalizers=[FINALIZER_CATALOGUE] if options.catalogue else None,
                 ),
                 workflow_spec=_spec("backup", spec, ctx, options),
             ),
@@ -241,7 +251,9 @@ def render_run(run: BackupRun, storage: BackupStorage, options: RenderOptions) -
         "schedule": schedule,
         "workflow": "{{workflow.name}}",
     }
-    ctx = PodContext(options.image, storage, labels, metric_labels, variables)
+    ctx = PodContext(
+        options.image, storage, labels, metric_labels, variables, options.credentials_secret
+    )
     objects: list[ArgoObject] = []
     if spec.backup is not None:
         text = _backup_text(spec.backup, spec, storage)

@@ -1,0 +1,266 @@
+"""Where a BackupRun stands, as :class:`Progress`, and the ``status`` and Events it makes.
+
+The status of a run is written whole by one server-side apply (every field of
+:data:`OWNED_FIELDS` that has a value), so a field it no longer holds is removed. Its conditions:
+``InProgress``, ``Successful`` and ``Failed`` (Unknown while in progress), ``Restorable`` (the
+backup is stored and the run has a restore action), ``Encrypted`` and ``Compressed`` (from the
+spec), then any the caller adds (a restore request, a deletion that failed).
+
+A run whose recorded phase is final (Succeeded, Failed, Error) keeps it: its progress is read
+back from its status (:func:`progress_of_status`), whatever its Workflow says later. Events are
+posted on transitions of the phase only, so a status written again posts nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from generator.controller.conditions import Cond, condition, merge_conditions
+from generator.controller.names import (
+    COMPLETED,
+    CONDITION_COMPRESSED,
+    CONDITION_ENCRYPTED,
+    CONDITION_FAILED,
+    CONDITION_IN_PROGRESS,
+    CONDITION_RESTORABLE,
+    CONDITION_SUCCESSFUL,
+    PHASE_ERROR,
+    PHASE_FAILED,
+    PHASE_PENDING,
+    PHASE_RUNNING,
+    PHASE_SUCCEEDED,
+)
+from generator.controller.plan import EmitEvent, ObjectRef
+from generator.models import ANNOTATION_RESTORE
+from generator.render.pod import OUTPUT_PARAMETERS
+from streamer.contract import Output
+
+__all__ = [
+    "OWNED_FIELDS",
+    "Progress",
+    "Reason",
+    "RunPhase",
+    "is_final",
+    "owned_status",
+    "progress_of_status",
+    "run_events",
+    "run_status",
+]
+
+Body = Mapping[str, Any]
+RunPhase = Literal["Pending", "Running", "Succeeded", "Failed", "Error"]
+
+#: The ``status`` fields of a BackupRun that the controller writes (all of them).
+OWNED_FIELDS = (
+    "phase",
+    "conditions",
+    "path",
+    "url",
+    "size",
+    "sizeInBytes",
+    "sha256",
+    "workflow",
+    "startTime",
+    "completionTime",
+    "restoredAt",
+)
+_FAILED_PHASES = frozenset({PHASE_FAILED, PHASE_ERROR})
+_RUN_PHASES: dict[str, RunPhase] = {
+    p: p for p in (PHASE_PENDING, PHASE_RUNNING, PHASE_SUCCEEDED, PHASE_FAILED, PHASE_ERROR)
+}
+
+
+class Reason(StrEnum):
+    """The ``reason`` of a BackupRun's conditions: why the run is where it is."""
+
+    WAITING_FOR_STORAGE = "WaitingForStorage"
+    WORKFLOW_CREATED = "WorkflowCreated"
+    WORKFLOW_OF_PREVIOUS_RUN = "WorkflowOfPreviousRun"
+    WORKFLOW_PENDING = "WorkflowPending"
+    WORKFLOW_RUNNING = "WorkflowRunning"
+    WORKFLOW_SUCCEEDED = "WorkflowSucceeded"
+    WORKFLOW_FAILED = "WorkflowFailed"
+    WORKFLOW_ERROR = "WorkflowError"
+    OUTPUTS_MISSING = "OutputsMissing"
+    WORKFLOW_MISSING = "WorkflowMissing"
+    WORKFLOW_DELETED = "WorkflowDeleted"
+    DEADLINE_EXCEEDED = "DeadlineExceeded"
+    STORAGE_NOT_READY = "StorageNotReady"
+    INVALID_SPEC = "InvalidSpec"
+    STORED = "Stored"
+    NOT_STORED = "NotStored"
+    NO_RESTORE_ACTION = "NoRestoreAction"
+    AGE = "Age"
+    NOT_ENCRYPTED = "NotEncrypted"
+    GZIP = "Gzip"
+    NOT_COMPRESSED = "NotCompressed"
+    RESTORE_IN_PROGRESS = "RestoreInProgress"
+    RESTORED = "Restored"
+    RESTORE_FAILED = "RestoreFailed"
+    RESTORE_REFUSED = "RestoreRefused"
+    DELETE_FAILED = "DeleteFailed"
+    STORAGE_NOT_FOUND = "StorageNotFound"
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a run stands: its phase, why, and what its Workflow reported."""
+
+    phase: RunPhase
+    reason: str
+    message: str = ""
+    workflow: str | None = None
+    #: Validated outputs, by status field name (``sizeInBytes`` an int).
+    outputs: Mapping[str, str | int] = field(default_factory=dict)
+    start_time: str | None = None
+    completion_time: str | None = None
+
+    @property
+    def final(self) -> bool:
+        return self.phase in COMPLETED
+
+
+def _spec(run: Body) -> Mapping[str, Any]:
+    spec = run.get("spec")
+    return spec if isinstance(spec, Mapping) else {}
+
+
+def _status(body: Body) -> Mapping[str, Any]:
+    status = body.get("status")
+    return status if isinstance(status, Mapping) else {}
+
+
+def is_final(run: Body) -> bool:
+    """Whether a BackupRun's recorded status is final (its phase never changes again)."""
+    return _status(run).get("phase") in COMPLETED
+
+
+def progress_of_status(run: Body) -> Progress:
+    """The progress a run's recorded status holds (for a final run, which keeps it)."""
+    status = _status(run)
+    phase = _RUN_PHASES.get(str(status.get("phase")), PHASE_PENDING)
+    kind = CONDITION_SUCCESSFUL if phase == PHASE_SUCCEEDED else CONDITION_FAILED
+    if phase not in COMPLETED:
+        kind = CONDITION_IN_PROGRESS
+    cond = condition(status.get("conditions"), kind) or {}
+    outputs: dict[str, str | int] = {}
+    for name in OUTPUT_PARAMETERS:
+        if status.get(name) is not None:
+            outputs[name] = status[name]
+    return Progress(
+        phase,
+        str(cond.get("reason") or "Unknown"),
+        str(cond.get("message") or ""),
+        status.get("workflow"),
+        outputs,
+        status.get("startTime"),
+        status.get("completionTime"),
+    )
+
+
+# --- status --------------------------------------------------------------------------------
+
+
+def _main_conditions(progress: Progress, spec: Mapping[str, Any]) -> list[Cond]:
+    phase, reason, message = progress.phase, progress.reason, progress.message
+    if not progress.final:
+        conds = [
+            Cond(CONDITION_IN_PROGRESS, "True", reason, message),
+            Cond(CONDITION_SUCCESSFUL, "Unknown", reason),
+            Cond(CONDITION_FAILED, "Unknown", reason),
+        ]
+    elif phase == PHASE_SUCCEEDED:
+        conds = [
+            Cond(CONDITION_IN_PROGRESS, "False", reason),
+            Cond(CONDITION_SUCCESSFUL, "True", reason, message),
+            Cond(CONDITION_FAILED, "False", reason),
+        ]
+    else:
+        conds = [
+            Cond(CONDITION_IN_PROGRESS, "False", reason),
+            Cond(CONDITION_SUCCESSFUL, "False", reason),
+            Cond(CONDITION_FAILED, "True", reason, message),
+        ]
+    stored = phase == PHASE_SUCCEEDED and (
+        Output.PATH in progress.outputs or not spec.get("backup")
+    )
+    if not spec.get("restore"):
+        conds.append(Cond(CONDITION_RESTORABLE, "False", Reason.NO_RESTORE_ACTION))
+    elif stored:
+        text = f"annotate the run with {ANNOTATION_RESTORE} to restore it"
+        conds.append(Cond(CONDITION_RESTORABLE, "True", Reason.STORED, text))
+    else:
+        conds.append(Cond(CONDITION_RESTORABLE, "False", Reason.NOT_STORED))
+    encryption = spec.get("encryption")
+    if isinstance(encryption, Mapping) and encryption.get("recipients"):
+        count = len(encryption["recipients"])
+        text = f"age-encrypted for {count} recipient{'s' if count > 1 else ''}"
+        conds.append(Cond(CONDITION_ENCRYPTED, "True", Reason.AGE, text))
+    else:
+        conds.append(Cond(CONDITION_ENCRYPTED, "False", Reason.NOT_ENCRYPTED))
+    compression = spec.get("compression") or {}
+    if compression.get("algorithm", "gzip") == "none":
+        conds.append(Cond(CONDITION_COMPRESSED, "False", Reason.NOT_COMPRESSED))
+    else:
+        level = compression.get("level")
+        text = f"gzip level {level}" if level is not None else "gzip, default level"
+        conds.append(Cond(CONDITION_COMPRESSED, "True", Reason.GZIP, text))
+    return conds
+
+
+def run_status(
+    progress: Progress,
+    run: Body,
+    now: datetime,
+    *,
+    extra: Sequence[Cond] = (),
+    restored_at: str | None = None,
+) -> dict[str, Any]:
+    """The whole ``status`` of a run (every field in :data:`OWNED_FIELDS` that has a value):
+    a server-side apply of it removes what it no longer holds."""
+    wanted = [*_main_conditions(progress, _spec(run)), *extra]
+    status: dict[str, Any] = {
+        "phase": progress.phase,
+        "conditions": merge_conditions(_status(run).get("conditions"), wanted, now),
+        **progress.outputs,
+    }
+    for key, value in (
+        ("workflow", progress.workflow),
+        ("startTime", progress.start_time),
+        ("completionTime", progress.completion_time),
+        ("restoredAt", restored_at),
+    ):
+        if value is not None:
+            status[key] = value
+    return status
+
+
+def owned_status(run: Body) -> dict[str, Any]:
+    """The part of a run's current status that the controller writes."""
+    status = _status(run)
+    return {key: status[key] for key in OWNED_FIELDS if key in status}
+
+
+# --- Events --------------------------------------------------------------------------------
+
+
+def _message(status: Mapping[str, Any], type_: str) -> str:
+    return str((condition(status.get("conditions"), type_) or {}).get("message") or "")
+
+
+def run_events(ref: ObjectRef, before: Body, after: Body) -> list[EmitEvent]:
+    """The Events of a run's status going from ``before`` to ``after``: only transitions."""
+    old, new = before.get("phase"), after.get("phase")
+    if old == new or old in COMPLETED:
+        return []
+    if new == PHASE_RUNNING:
+        return [EmitEvent(ref, "Started", f"Workflow {after.get('workflow')} is running")]
+    if new == PHASE_SUCCEEDED:
+        return [EmitEvent(ref, "Succeeded", _message(after, CONDITION_SUCCESSFUL))]
+    if new in _FAILED_PHASES:
+        return [EmitEvent(ref, "Failed", _message(after, CONDITION_FAILED), "Warning")]
+    return []
