@@ -15,7 +15,6 @@ import click
 
 from streamer.contract import ENCODED_TEMPLATE_PREFIX, Env, Flag
 from streamer.errors import ConfigError
-from streamer.pathtemplate import VARIABLES, render_path
 from streamer.pipeline import Compression, RestoreOptions
 from streamer.sources.base import Runner
 from streamer.sources.local import LocalRunner
@@ -164,6 +163,10 @@ def runner(kw: dict[str, Any]) -> Runner:
 
 
 def parse_vars(pairs: Sequence[str], namespace: str | None) -> dict[str, str]:
+    # Imported here, not at the top: Jinja2 is a tenth of a restore's start-up, and only a
+    # backup renders a key.
+    from streamer.pathtemplate import VARIABLES
+
     variables = {}
     if namespace or os.environ.get(Env.POD_NAMESPACE):
         variables["namespace"] = namespace or os.environ[Env.POD_NAMESPACE]
@@ -199,6 +202,8 @@ def resolve_key(storage: Storage, key: str, template: str | None, variables: dic
         if not key or key.endswith("/"):
             raise ConfigError(f"{storage.url(key)} names no object: add a key, or --path-template")
         return key
+    from streamer.pathtemplate import render_path
+
     rendered = render_path(_decode_template(template), variables)
     return f"{key.rstrip('/')}/{rendered}" if key else rendered
 

@@ -3,9 +3,10 @@
 Recipients may be X25519 (``age1…``), ``ssh-ed25519`` or ``ssh-rsa`` public keys; identities
 are age secret keys or unencrypted OpenSSH private keys, read from a file or from the
 ``AGE_IDENTITY`` environment variable. pyrage pulls from a reader and pushes to a writer in
-64 KiB chunks, so neither side ever holds the whole payload. Which kind of key a recipient is,
-and the message when it is none, come from :mod:`streamer.recipients`, which the generator
-checks recipients with.
+pieces of 8-64 KiB, which the wrappers here move in blocks of :data:`BLOCK` bytes: neither side
+ever holds the whole payload, and neither pays a Python call chain per piece. Which kind of
+key a recipient is, and the message when it is none, come from :mod:`streamer.recipients`,
+which the generator checks recipients with.
 
 pyrage reports a failure of our own reader or writer as its own generic error; the wrappers
 here keep the original exception so the caller sees *why* (the command failed, S3 failed)
@@ -118,7 +119,13 @@ class _Readable(Protocol):
 
 
 class _Writable(Protocol):
-    def write(self, data: bytes, /) -> int | None: ...
+    def write(self, data: bytes | memoryview, /) -> int | None: ...
+
+
+#: How much our side of pyrage moves per call. pyrage reads 8 KiB at a time and writes 8 KiB
+#: (decrypting) or 64 KiB (encrypting); passing each piece through the storage reader or the
+#: next stage would cost a Python call chain per piece.
+BLOCK = 1 << 20
 
 
 class _KeepErrors:
@@ -128,44 +135,77 @@ class _KeepErrors:
         self.error: BaseException | None = None
 
     def reader(self, inner: _Readable) -> BinaryIO:
-        keep = self
+        """``inner`` read a BLOCK at a time, handed to pyrage in the pieces it asks for."""
+        return _BlockReader(inner, self)  # type: ignore[return-value]
 
-        class Reader(io.RawIOBase):
-            def readable(self) -> bool:
-                return True
+    def writer(self, inner: _Writable) -> _BlockWriter:
+        """pyrage's small writes, passed on to ``inner`` a BLOCK at a time; ``flush()`` at
+        the end passes on the rest."""
+        return _BlockWriter(inner, self)
 
-            def read(self, size: int = -1) -> bytes:
-                try:
-                    return inner.read(size)
-                except BaseException as exc:
-                    keep.error = keep.error or exc
-                    raise
+    def keep(self, exc: BaseException) -> None:
+        self.error = self.error or exc
 
-        return Reader()  # type: ignore[return-value]
 
-    def writer(self, inner: _Writable) -> BinaryIO:
-        keep = self
+class _BlockReader(io.RawIOBase):
+    def __init__(self, inner: _Readable, errors: _KeepErrors) -> None:
+        self._inner = inner
+        self._errors = errors
+        self._block = memoryview(b"")
 
-        class Writer(io.RawIOBase):
-            def writable(self) -> bool:
-                return True
+    def readable(self) -> bool:
+        return True
 
-            def write(self, data: Any) -> int:
-                try:
-                    inner.write(data)
-                except BaseException as exc:
-                    keep.error = keep.error or exc
-                    raise
-                return len(data)
+    def read(self, size: int = -1) -> bytes:
+        if not self._block:
+            try:
+                self._block = memoryview(self._inner.read(BLOCK))
+            except BaseException as exc:
+                self._errors.keep(exc)
+                raise
+        out = self._block if size < 0 else self._block[:size]
+        self._block = self._block[len(out) :]
+        return out.tobytes()
 
-        return Writer()  # type: ignore[return-value]
+
+class _BlockWriter(io.RawIOBase):
+    def __init__(self, inner: _Writable, errors: _KeepErrors) -> None:
+        self._inner = inner
+        self._errors = errors
+        self._pending = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self._pending += data
+        if len(self._pending) >= BLOCK:
+            self.flush()
+        return len(data)
+
+    def flush(self) -> None:
+        if self._pending:
+            data, self._pending = self._pending, bytearray()
+            try:
+                self._inner.write(memoryview(data))
+            except BaseException as exc:
+                self._errors.keep(exc)
+                raise
+
+    def close(self) -> None:
+        # IOBase.close() flushes, and the garbage collector closes: after a failure, what
+        # was held back must be dropped, never passed on.
+        self._pending = bytearray()
+        super().close()
 
 
 def encrypt(reader: _Readable, writer: _Writable, recipients: Sequence[Recipient]) -> None:
     """Encrypt everything ``reader`` gives to ``recipients``, writing the age file to ``writer``."""
     keep = _KeepErrors()
     try:
-        pyrage.encrypt_io(keep.reader(reader), keep.writer(writer), list(recipients))
+        out = keep.writer(writer)
+        pyrage.encrypt_io(keep.reader(reader), out, list(recipients))
+        out.flush()
     except Exception as exc:
         if keep.error is not None:
             raise keep.error from None
@@ -178,7 +218,9 @@ def decrypt(
     """Decrypt the age file ``reader`` gives into ``writer``; ``what`` names it in errors."""
     keep = _KeepErrors()
     try:
-        pyrage.decrypt_io(keep.reader(reader), keep.writer(writer), list(identities))
+        out = keep.writer(writer)
+        pyrage.decrypt_io(keep.reader(reader), out, list(identities))
+        out.flush()
     except Exception as exc:
         if keep.error is not None:
             raise keep.error from None

@@ -40,6 +40,10 @@ GZIP_MAGIC = b"\x1f\x8b"
 GZIP_WBITS = 31  # deflate with a gzip header and trailer
 #: How much input is compressed at a time; large enough for ISA-L to run at full speed.
 READ_CHUNK = 1 << 20
+#: How much gzip is inflated at a time. Its output (~2.6x on a SQL dump) stays small enough
+#: to reuse freed memory and stay in cache; a whole 1 MiB block at once is ~15% slower,
+#: mostly in page faults for each fresh multi-MiB output buffer.
+INFLATE_CHUNK = 1 << 18
 
 
 @dataclass(frozen=True)
@@ -151,7 +155,12 @@ class GunzipWriter:
         return True
 
     def write(self, data: bytes | memoryview) -> int:
-        size = len(data)
+        view = memoryview(data)
+        for start in range(0, len(view), INFLATE_CHUNK):
+            self._inflate(view[start : start + INFLATE_CHUNK])
+        return len(view)
+
+    def _inflate(self, data: bytes | memoryview) -> None:
         while data:
             try:
                 out = self._decompressor.decompress(data)
@@ -167,7 +176,6 @@ class GunzipWriter:
                 self._member_started = False
             else:
                 data = b""
-        return size
 
     def finish(self) -> None:
         """Check the stream ended at a member boundary (not truncated)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import os
 import subprocess
@@ -14,7 +15,7 @@ import pytest
 from bench.corpus import chunks
 from streamer.errors import CompressionError, ConfigError, EncryptionError
 from streamer.stages import age
-from streamer.stages.gzip import GunzipWriter, GzipReader, engine_for
+from streamer.stages.gzip import INFLATE_CHUNK, GunzipWriter, GzipReader, engine_for
 from tests.conftest import AgeKey, require_tool
 
 SAMPLE = b"".join(chunks(4 << 20))
@@ -243,3 +244,100 @@ def test_age_cli_reads_ours_and_we_read_age_cli(tmp_path: Path, age_key: AgeKey)
     ).stdout
     assert armored.startswith(age.ARMOR_MAGIC)
     assert decrypt_bytes(armored, [pyrage.x25519.Identity.from_str(age_key.identity)]) == b"armor"
+
+
+# --- how the stages hand data on (what bench/restore_db.py measured) -----------------------
+
+
+class Counting(io.RawIOBase):
+    """A reader or writer that records the size of every call it gets."""
+
+    def __init__(self, data: bytes = b"") -> None:
+        self._source = io.BytesIO(data)
+        self.sink = bytearray()
+        self.calls: list[int] = []
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        self.calls.append(size)
+        return self._source.read(size)
+
+    def write(self, data: Any) -> int:
+        self.calls.append(len(data))
+        self.sink += data
+        return len(data)
+
+
+@pytest.mark.parametrize("direction", ["encrypt", "decrypt"])
+def test_age_moves_whole_blocks_not_pyrages_pieces(age_key: AgeKey, direction: str) -> None:
+    recipients = [age.parse_recipient(age_key.recipient)]
+    source = SAMPLE if direction == "encrypt" else encrypt_bytes(SAMPLE, recipients)
+    reader, writer = Counting(source), Counting()
+    if direction == "encrypt":
+        age.encrypt(reader, writer, recipients)
+        assert (
+            decrypt_bytes(bytes(writer.sink), [pyrage.x25519.Identity.from_str(age_key.identity)])
+            == SAMPLE
+        )
+    else:
+        age.decrypt(reader, writer, age.load_identities([age_key.identity_file], None), "s3://b/k")
+        assert writer.sink == SAMPLE
+    # pyrage itself reads 8 KiB at a time: hundreds of calls for these 4 MiB.
+    assert set(reader.calls) == {age.BLOCK}
+    assert len(reader.calls) <= len(source) // age.BLOCK + 2
+    assert len(writer.calls) <= len(writer.sink) // age.BLOCK + 1
+
+
+def test_writer_errors_pass_through_decryption(age_key: AgeKey) -> None:
+    class Closed(io.RawIOBase):
+        def writable(self) -> bool:
+            return True
+
+        def write(self, data: Any) -> int:
+            raise BrokenPipeError("the command stopped reading")
+
+    encrypted = encrypt_bytes(b"small", [age.parse_recipient(age_key.recipient)])
+    identities = age.load_identities([age_key.identity_file], None)
+    with pytest.raises(BrokenPipeError, match="the command stopped reading"):
+        age.decrypt(io.BytesIO(encrypted), Closed(), identities, "s3://b/k")
+
+
+def test_one_large_gzip_write_reaches_the_sink_in_bounded_pieces() -> None:
+    sink = Counting()
+    writer = GunzipWriter(sink, "test object")
+    writer.write(gzip_bytes(SAMPLE))  # 4 MiB of SQL, about 1.6 MB of gzip, in one write
+    writer.finish()
+    assert sink.sink == SAMPLE
+    assert max(sink.calls) <= 4 * INFLATE_CHUNK  # SQL compresses under 4x: never the whole
+
+
+def test_members_that_meet_inside_one_large_write_decompress() -> None:
+    first, second = SAMPLE[: 1 << 20], SAMPLE[1 << 20 :]
+    data = gzip_bytes(first) + gzip_bytes(second)
+    assert len(gzip_bytes(first)) % INFLATE_CHUNK  # the boundary is inside an inflated piece
+    assert gunzip_bytes(data, step=len(data)) == SAMPLE
+
+
+def test_a_failed_decryption_passes_nothing_on_afterwards(age_key: AgeKey) -> None:
+    """What was held back for the next block is dropped, not written when the garbage
+    collector closes the writer that held it."""
+    encrypted = bytearray(encrypt_bytes(SAMPLE, [age.parse_recipient(age_key.recipient)]))
+    encrypted[len(encrypted) // 2] ^= 1
+    writer = Counting()
+    with pytest.raises(EncryptionError, match="corrupted or truncated") as info:
+        age.decrypt(
+            io.BytesIO(bytes(encrypted)),
+            writer,
+            age.load_identities([age_key.identity_file], None),
+            "s3://b/k",
+        )
+    seen = bytes(writer.sink)
+    del info  # its traceback holds the frames that hold the writer
+    gc.collect()
+    assert bytes(writer.sink) == seen
+    assert seen == SAMPLE[: len(seen)]
