@@ -1,8 +1,10 @@
-"""``backup-gen``: validate the API objects, render them into Argo objects, print the CRDs.
+"""``backup-gen``: validate the API objects, render them into Argo objects, print the CRDs,
+run the controller.
 
-Thin commands: each parses its options, calls one function of :mod:`generator.generate`, and
-turns a :class:`~generator.errors.GeneratorError` into exit status 1 with its message, never a
-traceback.
+Thin commands: each parses its options, calls one function of :mod:`generator.generate` (or
+:func:`generator.controller.operator.run`), and turns a
+:class:`~generator.errors.GeneratorError` into exit status 1 with its message (2 when the
+controller has no Kubernetes configuration), never a traceback.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import IO
 
 import click
 
+from generator.controller.settings import Settings
 from generator.errors import GeneratorError
 from generator.generate import crd_texts, render_texts, validate_texts
 from generator.render import DEFAULT_IMAGE, DEFAULT_SERVICE_ACCOUNT, RenderOptions
@@ -59,6 +62,7 @@ def main() -> None:
       backup-gen validate -f backups.yaml
       backup-gen render -f backups.yaml --namespace db | kubectl apply -f -
       backup-gen crds | kubectl apply -f -
+      backup-gen controller --all-namespaces
     """
 
 
@@ -151,3 +155,90 @@ def crds(output_dir: Path | None) -> None:
             click.echo(f"wrote {output_dir / name}")
     except OSError as exc:
         raise _Failed(f"cannot write the CRDs into {output_dir}: {exc.strerror}") from None
+
+
+class _Unconfigured(_Failed):
+    """No Kubernetes configuration: exit status 2."""
+
+    exit_code = 2
+
+
+@main.command()
+@click.option(
+    "-n",
+    "--namespace",
+    "namespaces",
+    multiple=True,
+    help="A namespace whose schedules, runs and Workflows to handle. Repeatable.",
+)
+@click.option(
+    "-A", "--all-namespaces", is_flag=True, help="Handle every namespace (needs cluster RBAC)."
+)
+@click.option("--image", default=DEFAULT_IMAGE, show_default=True, help="The streamer image.")
+@click.option(
+    "--service-account",
+    default=DEFAULT_SERVICE_ACCOUNT,
+    show_default=True,
+    help="ServiceAccount of the workflows (needs get pods and create pods/exec).",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    help="Serve Prometheus metrics on this port (/metrics). Off by default.",
+)
+@click.option(
+    "--liveness-port",
+    type=click.IntRange(1, 65535),
+    help="Answer liveness probes on this port (/healthz). Off by default.",
+)
+@click.option(
+    "--storage-check-interval",
+    type=click.FloatRange(min=1),
+    default=Settings.storage_check_interval,
+    show_default=True,
+    help="Seconds between checks of each BackupStorage's bucket.",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log every request (never a body).")
+def controller(
+    namespaces: tuple[str, ...],
+    all_namespaces: bool,
+    image: str,
+    service_account: str,
+    metrics_port: int | None,
+    liveness_port: int | None,
+    storage_check_interval: float,
+    verbose: bool,
+) -> None:
+    """Run the controller: keep Argo objects in step with the backup objects, and report back.
+
+    It uses the in-cluster service account, else the kubeconfig (KUBECONFIG or
+    ~/.kube/config). Run one replica (a Deployment with strategy Recreate); it stops on
+    SIGTERM or Ctrl-C.
+
+    \b
+    Examples:
+      backup-gen controller --all-namespaces --metrics-port 9090 --liveness-port 8080
+      backup-gen controller -n db -n web --image registry.local/backup-operator:1.0
+      KUBECONFIG=~/.kube/dev backup-gen controller -n default -v
+    """
+    if bool(namespaces) == all_namespaces:
+        raise click.UsageError("give --namespace NS (repeatable) or --all-namespaces, not both")
+    from generator.controller.operator import ControllerOptions, KubeConfigError, run
+
+    settings = Settings(
+        image=image,
+        service_account=service_account,
+        storage_check_interval=storage_check_interval,
+    )
+    options = ControllerOptions(
+        namespaces=namespaces,
+        all_namespaces=all_namespaces,
+        settings=settings,
+        metrics_port=metrics_port,
+        liveness_port=liveness_port,
+        verbose=verbose,
+    )
+    try:
+        run(options)
+    except KubeConfigError as exc:
+        raise _Unconfigured(str(exc)) from None

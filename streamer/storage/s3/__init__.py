@@ -14,11 +14,12 @@ The only package that imports boto3 and botocore; their exceptions are translate
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable
 
 import boto3
 
-from streamer.errors import ConfigError
+from streamer.errors import ConfigError, ObjectNotFound
 from streamer.storage.base import ObjectReader, ObjectWriter, Storage
 from streamer.storage.s3.client import Bucket, S3Client, make_client
 from streamer.storage.s3.download import S3RangeReader, S3StreamReader
@@ -49,7 +50,9 @@ __all__ = [
 class S3Storage(Storage):
     """Objects in one S3 bucket. ``client`` is the seam: tests pass instrumented clients.
 
-    Without a ``client``, one is made from the standard AWS environment and ``settings``.
+    Without a ``client``, one is made by ``session`` (default: a session of the standard AWS
+    environment) and ``settings``. The secrets ``session`` signs with are redacted from every
+    message.
     """
 
     def __init__(
@@ -59,6 +62,7 @@ class S3Storage(Storage):
         client: S3Client | None = None,
         *,
         part_sizes: Callable[[int], int] | None = None,
+        session: boto3.session.Session | None = None,
     ) -> None:
         self.bucket = bucket
         self.settings = settings or S3Settings()
@@ -71,11 +75,25 @@ class S3Storage(Storage):
         #: Which size part N gets; the policy is replaceable so tests can exercise growth cheaply.
         self.part_sizes = part_sizes or functools.partial(part_size, first_part_size=first)
         self.range_size = first
-        session = None
         if client is None:
-            session = boto3.session.Session()
+            session = session or boto3.session.Session()
             client = make_client(self.settings, session)
         self._bucket = Bucket(bucket, client, self.settings, session)
+
+    @classmethod
+    def with_keys(
+        cls,
+        bucket: str,
+        settings: S3Settings | None = None,
+        *,
+        access_key_id: str,
+        secret_access_key: str,
+    ) -> S3Storage:
+        """A storage that signs with these keys, not the environment's credentials."""
+        session = boto3.session.Session(
+            aws_access_key_id=access_key_id, aws_secret_access_key=secret_access_key
+        )
+        return cls(bucket, settings, session=session)
 
     @property
     def client(self) -> S3Client:
@@ -93,3 +111,29 @@ class S3Storage(Storage):
         if self.settings.ranges_in_flight > 1:
             return S3RangeReader(self._bucket, key, self.range_size)
         return S3StreamReader(self._bucket, key)
+
+    def check(self, *, cancelled: threading.Event | None = None) -> None:
+        """Whether the bucket exists and the credentials may use it: a listing of one key.
+
+        It needs the permission a HEAD of the bucket needs (s3:ListBucket), but unlike a HEAD
+        its error has a body, so a wrong key is told apart from a missing bucket. Raises
+        StorageError saying what to fix; ``cancelled`` ends the retry waits.
+        """
+        self._bucket.call(
+            "ListObjectsV2",
+            None,
+            lambda: self.client.list_objects_v2(Bucket=self.bucket, MaxKeys=1),
+            cancelled=cancelled,
+        )
+
+    def delete(self, key: str, *, cancelled: threading.Event | None = None) -> None:
+        """Delete one object; an object already gone counts as deleted."""
+        try:
+            self._bucket.call(
+                "DeleteObject",
+                key,
+                lambda: self.client.delete_object(Bucket=self.bucket, Key=key),
+                cancelled=cancelled,
+            )
+        except ObjectNotFound:
+            return
