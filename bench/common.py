@@ -65,7 +65,7 @@ def write_key(workdir: Path) -> tuple[Path, str]:
 
 def write_inputs(workdir: Path, size: int) -> tuple[Path, str, Path]:
     """An age identity file, its recipient, and a ``size``-byte corpus file in ``workdir``."""
-    from bench.corpus import chunks
+    from streamer.sample import chunks
 
     key, recipient = write_key(workdir)
     corpus = workdir / "corpus.sql"

@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import free_port, s3_client, wait_for_port, write_inputs  # noqa: E402
-from bench.corpus import parse_size  # noqa: E402
+from streamer.sample import parse_size  # noqa: E402
 
 BUCKET = "bench-exec"
 TOKEN = secrets.token_hex(16)  # the loopback API server's bearer token, fresh per run

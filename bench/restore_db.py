@@ -5,7 +5,7 @@ streamer from S3, side by side in one run.
     python bench/restore_db.py --quick       # 8 MB, one round: a smoke run (CI), no targets
     python bench/restore_db.py --size 200M --rounds 1 --only postgres
 
-Each database loads the dump its own dump tool would write (``bench/corpus.py``): MariaDB a
+Each database loads the dump its own dump tool would write (``streamer/sample.py``): MariaDB a
 ``mysqldump``-style file of multi-row INSERTs, PostgreSQL a ``pg_dump``-style file with one
 COPY. The file is loaded with the client reading it on stdin (``mariadb DB < dump.sql``,
 ``psql -v ON_ERROR_STOP=1 DB < dump.sql``); the streamer restores the same dump, stored with
@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import s3_env, start_moto, write_key  # noqa: E402
-from bench.corpus import DIALECTS, Dialect, dump, parse_size  # noqa: E402
+from streamer.sample import DIALECTS, Dialect, dump, parse_size  # noqa: E402
 
 BUCKET = "bench-restore"
 #: Each run its own database, so runs (and the tests' databases) never meet.

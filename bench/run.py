@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import free_port, s3_client, wait_for_port, write_inputs  # noqa: E402
-from bench.corpus import parse_size  # noqa: E402
+from streamer.sample import parse_size  # noqa: E402
 
 BUCKET = "bench"
 #: Each measurement is repeated and the median kept (set by --repeat).
@@ -232,7 +232,7 @@ def _run_all(
                 "--",
                 sys.executable,
                 "-m",
-                "bench.corpus",
+                "streamer.sample",
                 label,
             ],
             env,

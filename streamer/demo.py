@@ -1,10 +1,11 @@
 """The embedded default, end to end: ``make demo`` (``python -m streamer.demo``).
 
 Starts a real S3 server (moto, over HTTP on 127.0.0.1), makes an age key, then runs the real
-``streamer`` command three times: a backup of a generated SQL dump (``python -m bench.corpus``
+``streamer`` command three times: a backup of a generated SQL dump (``python -m streamer.sample``
 plays ``mysqldump``) through gzip and age, a ``verify`` of the stored object against the
 reported SHA-256, and a restore whose output is compared byte for byte with the dump. No
-cluster and no cloud are needed; run it from the project's root.
+cluster and no cloud are needed, and nothing outside the installed package (with its ``demo``
+extra, for moto's server): it runs from any directory.
 """
 
 from __future__ import annotations
@@ -50,7 +51,9 @@ def _start_s3(port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
     try:
         import moto.server  # noqa: F401  (only to fail early with a clear message)
     except ImportError:
-        raise SystemExit("the demo needs moto's S3 server: pip install 'moto[server]'") from None
+        raise SystemExit(
+            "the demo needs moto's S3 server: pip install 'backup-operator[demo]'"
+        ) from None
     server = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         env=env,
@@ -80,9 +83,6 @@ def main() -> None:
         "AWS_SECRET_ACCESS_KEY": "demo-secret",
         "AWS_REGION": "us-east-1",
         "AWS_ENDPOINT_URL_S3": endpoint,
-        "PYTHONPATH": os.pathsep.join(
-            filter(None, [str(Path.cwd()), os.environ.get("PYTHONPATH")])
-        ),
     }
     _step(f"S3 server (moto) on {endpoint}, bucket {BUCKET}")
     server = _start_s3(port, env)
@@ -106,7 +106,7 @@ def _run(tmp: Path, env: dict[str, str], pyrage: Any) -> None:
     key_file = tmp / "age-key.txt"
     key_file.write_text(f"{identity}\n")
     recipient = str(identity.to_public())
-    dump = [sys.executable, "-m", "bench.corpus", SAMPLE]
+    dump = [sys.executable, "-m", "streamer.sample", SAMPLE]
 
     _step(f"backup: a {SAMPLE} SQL dump through gzip + age into S3")
     backup = _streamer(

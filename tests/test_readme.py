@@ -43,6 +43,23 @@ def test_demo_runs_end_to_end() -> None:
         assert label in done.stdout
 
 
+def test_demo_needs_nothing_outside_the_installed_package(tmp_path: Path) -> None:
+    # From another directory, with no PYTHONPATH, only what is installed can be imported:
+    # the demo must not reach into bench/ or tests/.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run(
+        [sys.executable, "-m", "streamer.demo"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**env, "DEMO_SIZE": "2M"},
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "restored == dump  yes" in done.stdout
+
+
 @pytest.mark.parametrize(
     "argv",
     [

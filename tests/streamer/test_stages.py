@@ -12,8 +12,8 @@ from typing import Any
 import pyrage
 import pytest
 
-from bench.corpus import chunks
 from streamer.errors import CompressionError, ConfigError, EncryptionError
+from streamer.sample import chunks
 from streamer.stages import age
 from streamer.stages.gzip import INFLATE_CHUNK, GunzipWriter, GzipReader, engine_for
 from tests.conftest import AgeKey, require_tool

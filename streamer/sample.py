@@ -1,5 +1,8 @@
 """A synthetic, deterministic SQL dump of any size, as ``mysqldump`` or ``pg_dump`` writes one.
 
+The demo (:mod:`streamer.demo`) backs one up, and the benchmarks (``bench/``) measure on it;
+it ships with the package so the demo runs from an installed wheel.
+
 Rows are built from a pool of random fields (names, e-mails, UUIDs, amounts, timestamps,
 free text) so the stream compresses like a real dump (gzip -6 ≈ 2.6x) instead of like a
 repeated block, and is generated fast enough not to be the bottleneck of a benchmark.
@@ -16,8 +19,8 @@ statements and a trailer, in one of two flavours:
 
 ::
 
-    python -m bench.corpus SIZE                # SIZE bytes (e.g. 1G, 256M) of chunks()
-    python -m bench.corpus SIZE mysql|postgres  # a loadable dump() of about SIZE bytes
+    python -m streamer.sample SIZE                # SIZE bytes (e.g. 1G, 256M) of chunks()
+    python -m streamer.sample SIZE mysql|postgres  # a loadable dump() of about SIZE bytes
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ _WORDS = (  # noqa: SIM905 (a sentence reads better than 60 quoted words)
 def _fields(rng: random.Random, n: int) -> list[tuple[str, ...]]:
     """``n`` rows of field values (no id), drawn in a fixed order so every flavour and every
     run sees the same rows."""
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for _ in range(n):
         first, last = rng.choice(_WORDS).title(), rng.choice(_WORDS).title()
         note = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(0, 12)))
@@ -106,7 +109,7 @@ class _Rows:
     """The endless sequence of rows, each with its id; the same for every flavour."""
 
     def __init__(self, seed: int) -> None:
-        rng = random.Random(seed)
+        rng = random.Random(seed)  # noqa: S311 -- sample data, not secrets
         self._pool = _fields(rng, 50_000)
         self._sql = [_sql_values(row) for row in self._pool]
         self._copy = [_copy_values(row) for row in self._pool]
