@@ -14,15 +14,17 @@ The only module of the generator that imports kopf (an import-linter contract sa
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
-from prometheus_client import start_http_server
+from prometheus_client import REGISTRY, start_http_server
 
 from generator.controller.kube import Kube, KubeConfigError
+from generator.controller.metrics import CatalogueCollector, LoopSnapshots
 from generator.controller.names import LABEL_CRON_WORKFLOW, LABEL_RESTORE_OF
 from generator.controller.reconciler import INDEXES, Controller
 from generator.controller.settings import Settings
@@ -64,8 +66,11 @@ class ControllerOptions:
     verbose: bool = False
 
 
-def registry_for(controller: Controller) -> kopf.OperatorRegistry:
-    """kopf's handlers and indexes for ``controller``, in a registry of their own."""
+def registry_for(
+    controller: Controller, snapshots: LoopSnapshots | None = None
+) -> kopf.OperatorRegistry:
+    """kopf's handlers and indexes for ``controller``, in a registry of their own;
+    ``snapshots`` (the metrics' view of the indexes) is told the loop while it runs."""
     registry = kopf.OperatorRegistry()
 
     def index(plural: str, name: str, group: tuple[str, str] = OURS, **filters: Any) -> _Decorator:
@@ -87,9 +92,13 @@ def registry_for(controller: Controller) -> kopf.OperatorRegistry:
         settings.networking.request_timeout = REQUEST_TIMEOUT
         settings.networking.connect_timeout = CONNECT_TIMEOUT
         controller.start({name: kwargs[name] for name in INDEXES})
+        if snapshots is not None:
+            snapshots.loop = asyncio.get_running_loop()
 
     @kopf.on.cleanup(registry=registry)
     async def shutdown(**_: Any) -> None:
+        if snapshots is not None:
+            snapshots.loop = None
         await controller.stop()
 
     @kopf.on.login(registry=registry)
@@ -158,16 +167,18 @@ def run(options: ControllerOptions, kube: Kube | None = None) -> None:
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     for library in QUIET_LIBRARIES:  # their debug lines show requests; ours name each one
         logging.getLogger(library).setLevel(logging.INFO)
-    if options.metrics_port is not None:
-        start_http_server(options.metrics_port)
     controller = Controller(kube, options.settings)
+    snapshots = LoopSnapshots(lambda: controller.indices)
+    if options.metrics_port is not None:
+        REGISTRY.register(CatalogueCollector(snapshots))
+        start_http_server(options.metrics_port)
     liveness = None
     if options.liveness_port is not None:
         liveness = f"http://0.0.0.0:{options.liveness_port}/healthz"
     where = "all namespaces" if options.all_namespaces else ", ".join(options.namespaces)
     log.info("backup-operator controller for %s at %s", where, kube.host)
     kopf.run(
-        registry=registry_for(controller),
+        registry=registry_for(controller, snapshots),
         standalone=True,
         clusterwide=options.all_namespaces,
         namespaces=list(options.namespaces),
