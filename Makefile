@@ -1,8 +1,11 @@
 # Two entry points a fresh machine needs: `make demo` and `make test`.
-# Both create .venv with the project and its test tools on first use.
+# Both create .venv with the project and its test tools on first use (test: checkov too).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# checkov (tests/install) pins older boto3/botocore/packaging than the project: its own venv,
+# inside $(VENV) so that it is ignored and cleaned with it.
+CHECKOV_VENV ?= $(VENV)/checkov
 
 .PHONY: demo test lint bench bench-quick clean
 
@@ -12,10 +15,16 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[generator,test]'
 	touch $@
 
+$(CHECKOV_VENV)/.installed: tests/install/checkov-requirements.txt | $(VENV)/.installed
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet -r tests/install/checkov-requirements.txt
+	touch $@
+
 demo: $(VENV)/.installed
 	$(PY) -m streamer.demo
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed $(CHECKOV_VENV)/.installed
 	$(PY) -m pytest
 
 lint: $(VENV)/.installed

@@ -56,7 +56,8 @@ __all__ = [
 
 ARGO_API_VERSION = "argoproj.io/v1alpha1"
 DEFAULT_IMAGE = f"ghcr.io/backup-operator/backup-operator:{__version__}"
-#: The ServiceAccount of ``argo/rbac.yaml``: get pods, create pods/exec, workflowtaskresults.
+#: The ServiceAccount of ``argo/namespace/workflow-rbac.yaml``: get pods, create pods/exec,
+#: workflowtaskresults (the ClusterRole ``argo/workflow-clusterrole.yaml``, bound per namespace).
 DEFAULT_SERVICE_ACCOUNT = "backup-operator-workflow"
 TITLE = "workflows.argoproj.io/title"
 DESCRIPTION = "workflows.argoproj.io/description"

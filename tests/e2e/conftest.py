@@ -479,7 +479,8 @@ def seed(cluster: KindCluster, image: str, argo: str, minio: Any, mysql: MySQL) 
         "crd/backupschedules.backup-operator.io",
         "crd/backupruns.backup-operator.io",
     )
-    kubectl(cluster, "apply", "-n", NAMESPACE, "-f", str(ROOT / "argo" / "rbac.yaml"))
+    kubectl(cluster, "apply", "-f", str(ROOT / "argo" / "workflow-clusterrole.yaml"))
+    kubectl(cluster, "apply", "-n", NAMESPACE, "-f", str(ROOT / "argo" / "namespace"))
     # Runs read the storage's credentials Secret in their own namespace.
     apply(cluster, [secret_doc("minio-credentials", NAMESPACE, MINIO_CREDENTIALS)])
 

@@ -8,8 +8,9 @@ manifest, the MinIO, MySQL and Argo images)::
 
 It builds the image from the ``Dockerfile`` and loads it into the cluster, installs Argo
 Workflows, MinIO and MySQL (``tests/e2e/conftest.py`` pins every version), applies ``crds/``,
-``argo/rbac.yaml`` and the SEED.md objects with what ``backup-gen render`` makes of them, then
-runs the backup and the restore as Argo would. The first test pays for all of that (several
+the workflow RBAC (``argo/workflow-clusterrole.yaml``, ``argo/namespace/``) and the SEED.md
+objects with what ``backup-gen render`` makes of them, then runs the backup and the restore as
+Argo would. The first test pays for all of that (several
 minutes); the cluster is deleted at the end.
 
 pytest-kind's options apply: ``--keep-cluster`` keeps the cluster for the next run (and for
