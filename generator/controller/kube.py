@@ -14,7 +14,8 @@ Writes:
   labels and annotations;
 * finalizers: a merge patch of the whole list with the ``resourceVersion`` it was read at, so a
   concurrent change answers 409 and the read-modify-write is tried again;
-* core/v1 Events, best effort (a failure is logged, never fails the plan).
+* core/v1 Events, best effort (a failure is logged, never fails the plan), named by what they
+  say (:attr:`~generator.controller.plan.EmitEvent.name`): one decided twice is posted once.
 
 Each request is tried up to ``attempts`` times when the failure is temporary. Errors::
 
@@ -351,7 +352,7 @@ class Kube:
         body: Body = {
             "apiVersion": "v1",
             "kind": "Event",
-            "metadata": {"generateName": f"{regarding.name}.", "namespace": namespace},
+            "metadata": {"name": event.name, "namespace": namespace},
             "involvedObject": {k: v for k, v in involved.items() if v},
             "reason": event.reason,
             "message": event.message[:MAX_EVENT_MESSAGE],
@@ -364,11 +365,19 @@ class Kube:
         }
         what = f"post the Event {event.reason} on {regarding}"
         try:
-            self._send(
-                "POST", ObjectRef("v1", "Event", "", namespace), what, collection=True, body=body
+            response = self._send(
+                "POST",
+                ObjectRef("v1", "Event", "", namespace),
+                what,
+                collection=True,
+                body=body,
+                conflict_ok=True,
             )
         except KubeError as exc:
             log.warning("cannot %s: %s", what, exc)
+            return
+        if response.status == 409:
+            log.debug("the Event %s on %s was posted already", event.reason, regarding)
 
     # -- requests ------------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ half-way through it, ends in the same state.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -32,6 +33,8 @@ __all__ = [
 ]
 
 Body = dict[str, Any]
+#: The longest object name (a DNS subdomain), an Event's too.
+MAX_NAME = 253
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,19 @@ class EmitEvent:
     reason: str
     message: str
     type: Literal["Normal", "Warning"] = "Normal"
+
+    @property
+    def name(self) -> str:
+        """``<object>.<hash>``, the same for the same object (incarnation), type, reason and
+        message: an Event decided twice (by two reconciles reading the same state, say the
+        catalogue's and the run's, or one reading an object before its own last write came
+        back) is posted once, and the API server refuses the repeat."""
+        ref = self.regarding
+        identity = (ref.api_version, ref.kind, ref.namespace or "", ref.name, ref.uid or "")
+        text = "\n".join((*identity, self.type, self.reason, self.message))
+        digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+        head = ref.name[: MAX_NAME - len(digest) - 1].rstrip("-.")
+        return f"{head}.{digest}"
 
 
 Action = (

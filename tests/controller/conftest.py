@@ -8,6 +8,10 @@ during the test fails the test at teardown.
 
 ``argo`` is an :class:`~tests.controller.argo.ArgoPlayer` on that API: it ticks CronWorkflows
 and finishes Workflows the way Argo's controller would.
+
+``controllers`` starts (and kills, and restarts) the real ``backup-gen controller`` process on
+that API (:class:`~tests.controller.process.Controllers`); ``controller`` is one started for
+the test. Every process is stopped at teardown.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import pytest
 
 from tests.controller.argo import ArgoPlayer
 from tests.controller.kubeapi import KubeApi, running_kube_api
+from tests.controller.process import Controller, Controllers, running_controllers
 
 
 @pytest.fixture
@@ -32,3 +37,14 @@ def kube_api(tmp_path: Path) -> Iterator[KubeApi]:
 @pytest.fixture
 def argo(kube_api: KubeApi) -> ArgoPlayer:
     return ArgoPlayer(kube_api)
+
+
+@pytest.fixture
+def controllers(kube_api: KubeApi, tmp_path: Path) -> Iterator[Controllers]:
+    with running_controllers(kube_api, tmp_path) as processes:
+        yield processes
+
+
+@pytest.fixture
+def controller(controllers: Controllers) -> Controller:
+    return controllers.start()

@@ -336,6 +336,37 @@ def test_no_pod_env_value_reaches_a_records_status_or_event() -> None:
         assert FAKE_SECRET not in repr(said)
 
 
+@pytest.mark.parametrize(
+    ("wf_status", "reason"),
+    [
+        pytest.param(SUCCEEDED, "Succeeded", id="succeeded"),
+        pytest.param(workflow_status("Failed", name=WF), "Failed", id="failed"),
+    ],
+)
+def test_the_catalogue_and_the_run_decide_one_event_for_a_runs_end(
+    wf_status: Body, reason: str
+) -> None:
+    """The Workflow's end queues its catalogue entry and its run at once; reading the same
+    record, both decide the run's Event, under one name, so the API server keeps one."""
+    running = record(workflow_status("Running", name=WF))
+    workflow = cron_workflow(wf_status)
+    by_catalogue = actions_of(record_plan(workflow, run=running), EmitEvent)
+    by_run = actions_of(
+        reconcile_run(
+            running,
+            storage=storage_body(),
+            workflow=workflow,
+            restore_workflow=None,
+            storage_error=None,
+            settings=SETTINGS,
+            now=NOW,
+        ),
+        EmitEvent,
+    )
+    assert [e.reason for e in by_catalogue] == [e.reason for e in by_run] == [reason]
+    assert by_catalogue[0].name == by_run[0].name
+
+
 # --- a restart after any action of any plan ------------------------------------------------
 
 

@@ -335,6 +335,17 @@ def test_events_are_posted_on_the_object(kube: Kube, kube_api: KubeApi) -> None:
     assert on_storage["type"] == "Warning"
 
 
+def test_an_event_decided_twice_is_posted_once(kube: Kube, kube_api: KubeApi) -> None:
+    created = kube_api.create(RUNS, run_body())
+    regarding = ref(uid=created["metadata"]["uid"])
+    succeeded = EmitEvent(regarding, "Succeeded", "stored a.sql")
+    kube.execute(Plan((succeeded, EmitEvent(regarding, "Restored", "restored a.sql"))))
+    kube.execute(Plan((succeeded,)))  # a second reconcile that read the run before the first
+    events = kube_api.list("v1/events", "db")
+    assert sorted(e["reason"] for e in events) == ["Restored", "Succeeded"]
+    assert succeeded.name in {e["metadata"]["name"] for e in events}
+
+
 def test_an_event_that_cannot_be_posted_never_fails_the_plan(kube: Kube, kube_api: KubeApi) -> None:
     kube_api.create(RUNS, run_body())
     fail_next(kube_api, "post", "v1/events", code=500, times=10)

@@ -1,49 +1,47 @@
 """The real controller process (``backup-gen controller``) against the loopback API, and its queue.
 
-The process runs as a user runs it, with ``KUBECONFIG`` pointing at the emulated API; S3 is the
-moto server. Argo's part is played by the test (:mod:`tests.controller.argo`).
+The process runs as a user runs it (:mod:`tests.controller.process`), with ``KUBECONFIG``
+pointing at the emulated API; S3 is the moto server. Argo's part is played by the test
+(:mod:`tests.controller.argo`). The scenarios of the controller's life are in
+:mod:`tests.controller.test_scenarios`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import copy
 import json
-import os
-import signal
-import subprocess
-import sys
 import urllib.request
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import looptime
 import pytest
-import yaml
 from click.testing import CliRunner
 
 from generator.cli import main
 from generator.controller.reconciler import WorkQueue
-from tests.conftest import FAKE_ACCESS_KEY, FAKE_SECRET, free_port
+from tests.conftest import FAKE_SECRET
 from tests.controller.argo import ArgoPlayer
 from tests.controller.kubeapi import KubeApi
+from tests.controller.process import (
+    CATALOGUE,
+    CRONS,
+    NAMESPACE,
+    RUNS,
+    SCHEDULES,
+    SECRETS,
+    STORAGES,
+    TEMPLATES,
+    WORKFLOWS,
+    Controller,
+    arrange,
+    examples,
+    ready,
+    source_secret,
+)
 from tests.controller.test_kube import fail_next
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "argo" / "examples.yaml"
-BACKUP_GEN = Path(sys.executable).with_name("backup-gen")
-NAMESPACE = "db"
-SCHEDULES = "backup-operator.io/v1/backupschedules"
-STORAGES = "backup-operator.io/v1/backupstorages"
-RUNS = "backup-operator.io/v1/backupruns"
-CRONS = "argoproj.io/v1alpha1/cronworkflows"
-WORKFLOWS = "argoproj.io/v1alpha1/workflows"
-TEMPLATES = "argoproj.io/v1alpha1/workflowtemplates"
-SECRETS = "v1/secrets"
-CATALOGUE = "backup-operator.io/catalogue"
-
 
 # -- the queue --------------------------------------------------------------------------------
 
@@ -161,99 +159,6 @@ def test_help_has_examples() -> None:
 # -- the process ------------------------------------------------------------------------------
 
 
-@dataclass
-class Controller:
-    process: subprocess.Popen[bytes]
-    log_path: Path
-    metrics_port: int
-    liveness_port: int
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def metrics(self) -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics") as reply:
-            return str(reply.read().decode())
-
-    def metric(self, name: str, **labels: str) -> float:
-        wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-        for line in self.metrics().splitlines():
-            if line.startswith(f"{name}{{{wanted}}} "):
-                return float(line.split()[-1])
-        return 0.0
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-
-def _start(kube_api: KubeApi, tmp_path: Path, *args: str) -> Controller:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env["KUBECONFIG"] = str(kube_api.kubeconfig)
-    metrics_port, liveness_port = free_port(), free_port()
-    log_path = tmp_path / "controller.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                str(BACKUP_GEN),
-                "controller",
-                "--namespace",
-                NAMESPACE,
-                "--metrics-port",
-                str(metrics_port),
-                "--liveness-port",
-                str(liveness_port),
-                "--verbose",
-                *args,
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    return Controller(process, log_path, metrics_port, liveness_port)
-
-
-@pytest.fixture
-def controller(kube_api: KubeApi, tmp_path: Path) -> Iterator[Controller]:
-    started = _start(kube_api, tmp_path)
-    try:
-        yield started
-    finally:
-        started.process.send_signal(signal.SIGTERM)
-        try:
-            started.process.wait(30)
-        except subprocess.TimeoutExpired:
-            started.process.kill()
-            started.process.wait()
-    # Print the log on failure (pytest shows captured output of failed tests only).
-    print(started.log())
-
-
-def examples(endpoint: str, bucket: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """SEED.md's BackupStorage and BackupSchedule, pointed at the moto server."""
-    storage, schedule = (copy.deepcopy(doc) for doc in yaml.safe_load_all(EXAMPLES.read_text()))
-    storage["spec"]["parameters"].update(endpoint=endpoint, bucket=bucket)
-    schedule["metadata"]["namespace"] = NAMESPACE
-    return storage, schedule
-
-
-def source_secret() -> dict[str, Any]:
-    values = {"AWS_ACCESS_KEY_ID": FAKE_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": FAKE_SECRET}
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": "minio-credentials", "namespace": "minio"},
-        "type": "Opaque",
-        "data": {k: base64.b64encode(v.encode()).decode() for k, v in values.items()},
-    }
-
-
-def ready(body: dict[str, Any] | None) -> str | None:
-    for cond in ((body or {}).get("status") or {}).get("conditions") or []:
-        if cond.get("type") == "Ready":
-            return str(cond.get("status"))
-    return None
-
-
 def everything_but_secret_data(kube_api: KubeApi) -> list[tuple[str, str]]:
     """Every stored object as JSON, Secrets without their data: (what, text)."""
 
@@ -271,13 +176,6 @@ def everything_but_secret_data(kube_api: KubeApi) -> list[tuple[str, str]]:
             meta = body.get("metadata") or {}
             found.append((f"{spec} {meta.get('namespace')}/{meta.get('name')}", json.dumps(body)))
     return found
-
-
-def arrange(kube_api: KubeApi, s3_endpoint: str, bucket: str) -> dict[str, Any]:
-    storage, schedule = examples(s3_endpoint, bucket)
-    kube_api.create(SECRETS, source_secret())
-    kube_api.create(STORAGES, storage)
-    return kube_api.create(SCHEDULES, schedule)
 
 
 def test_the_design_examples_become_argo_objects_and_ready_status(

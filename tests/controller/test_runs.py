@@ -24,6 +24,7 @@ from generator.controller.plan import (
     Create,
     DeleteStoredObject,
     EmitEvent,
+    ObjectRef,
     Patch,
     Plan,
     RemoveFinalizer,
@@ -522,6 +523,92 @@ def test_the_outcome_of_the_last_restore_stays_in_the_status() -> None:
     annotations = {ANNOTATION_RESTORED_AT: "2024-05-01T11:59:50Z"}
     later = run_body(status=status_of(done), annotations=annotations)
     assert reconcile(later, workflow=workflow_body(status=SUCCEEDED_WF)).actions == ()
+
+
+# --- one Event per transition, however often it is decided ---------------------------------
+
+RUNNING_WF = workflow_status("Running")
+
+
+def running_run() -> Body:
+    return run_body(
+        status=status_of(reconcile(run_body(), workflow=workflow_body(status=RUNNING_WF)))
+    )
+
+
+def restoring_run() -> Body:
+    return succeeded_run(annotations=REQUEST)
+
+
+DECIDED_TWICE_CASES = [
+    pytest.param(
+        run_body, lambda run: workflow_body(status=RUNNING_WF), None, "Started", id="started"
+    ),
+    pytest.param(
+        running_run,
+        lambda run: workflow_body(status=SUCCEEDED_WF),
+        None,
+        "Succeeded",
+        id="succeeded",
+    ),
+    pytest.param(
+        running_run,
+        lambda run: workflow_body(status=workflow_status("Failed")),
+        None,
+        "Failed",
+        id="failed",
+    ),
+    pytest.param(
+        restoring_run,
+        lambda run: workflow_body(status=SUCCEEDED_WF),
+        lambda run: restore_wf(run, "Succeeded"),
+        "Restored",
+        id="restored",
+    ),
+]
+
+
+@pytest.mark.parametrize(("make", "workflow", "restore", "reason"), DECIDED_TWICE_CASES)
+def test_a_transition_decided_twice_is_one_event(
+    make: Callable[[], Body],
+    workflow: Callable[[Body], Body],
+    restore: Callable[[Body], Body] | None,
+    reason: str,
+) -> None:
+    """The second reconcile reads the run before the first one's status write came back from
+    the watch (or the catalogue reconciles it beside): both decide the Event, under one name,
+    so the API server keeps one."""
+    run = make()
+    plans = [
+        reconcile(
+            run,
+            workflow=workflow(run),
+            restore_workflow=restore(run) if restore else None,
+            now=NOW + timedelta(seconds=seconds),
+        )
+        for seconds in (0, 1)
+    ]
+    events = [e for plan in plans for e in actions_of(plan, EmitEvent)]
+    assert [e.reason for e in events] == [reason, reason]
+    assert events[0].name == events[1].name
+
+
+def test_the_events_of_a_lifecycle_have_names_of_their_own() -> None:
+    names = [e.name for e in REFERENCE.events]
+    assert len(set(names)) == len(names) == 3
+    assert all(name.startswith("nightly.") for name in names)
+
+
+def test_an_event_name_fits_and_names_the_incarnation() -> None:
+    event = EmitEvent(
+        ObjectRef("backup-operator.io/v1", "BackupRun", "a" * 253, "db", "u1"), "X", "m"
+    )
+    assert len(event.name) == 253
+    assert event.name.startswith("a" * 236 + ".")
+    other = EmitEvent(
+        ObjectRef("backup-operator.io/v1", "BackupRun", "a" * 253, "db", "u2"), "X", "m"
+    )
+    assert other.name != event.name  # a run created again under its name has Events of its own
 
 
 # --- no secret in any status or Event ------------------------------------------------------
