@@ -28,6 +28,7 @@ INSTALL = {
     ("ClusterRole", None, "backup-operator-workflow"),
     ("NetworkPolicy", NAMESPACE, "backup-operator"),
     ("Deployment", NAMESPACE, "backup-operator"),
+    ("Service", NAMESPACE, "backup-operator-metrics"),
 }
 
 
