@@ -1,43 +1,37 @@
-"""Objects as the API server returns them, and a small in-memory world that carries out Plans.
+"""Objects as the API server returns them, for the tests of a BackupRun and of the catalogue.
 
-The pure decisions are tested by feeding them plain dicts; the restart tests also need to carry
-a plan out *in part* (a controller killed after any action) and feed the state left behind back
-in. :class:`World` does that the way the API server and the object store would for the actions
-of :mod:`generator.controller.plan`: Create only if absent, finalizers holding a deletion, a
-status replaced whole, merge-patched annotations, Events recorded. Argo is played by the test
-(:func:`workflow_status`).
+A run, its storage, its Workflow and what Argo writes into it (:func:`workflow_status`), as
+plain dicts; and the parts of a plan a test looks at. The tests that carry plans out do it on
+:class:`tests.controller.world.World`.
 """
 
 from __future__ import annotations
 
-import copy
-import itertools
-from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
-from generator.controller.conditions import rfc3339
-from generator.controller.plan import (
-    Action,
-    AddFinalizer,
-    Apply,
-    ApplyStatus,
-    Create,
-    Delete,
-    DeleteStoredObject,
-    EmitEvent,
-    ObjectRef,
-    Patch,
-    Plan,
-    RemoveFinalizer,
-)
+from generator.controller.plan import Action, ApplyStatus, Plan
 from tests.conftest import FAKE_SECRET
+from tests.controller.bodies import NAMESPACE, NOW, Body
 
-Body = dict[str, Any]
-NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-NAMESPACE = "db"
+__all__ = [
+    "NAMESPACE",
+    "NOW",
+    "PATH",
+    "SHA",
+    "Body",
+    "actions_of",
+    "condition_of",
+    "outputs",
+    "parameters",
+    "run_body",
+    "run_spec",
+    "status_of",
+    "storage_body",
+    "workflow_body",
+    "workflow_status",
+]
+
 SHA = "ab" * 32
 PATH = "db/nightly-2024-05-01.sql.gz"
 
@@ -244,119 +238,3 @@ def condition_of(status: Mapping[str, Any], type_: str) -> Body:
             found: Body = cond
             return found
     raise AssertionError(f"no condition {type_} in {status}")
-
-
-Key = tuple[str, str | None, str]
-
-
-@dataclass
-class World:
-    """The API server and the object store, as far as plans touch them."""
-
-    objects: dict[Key, Body] = field(default_factory=dict)
-    stored: set[str] = field(default_factory=set)
-    events: list[EmitEvent] = field(default_factory=list)
-    #: How often each object was really created (Create of an absent object, or Apply).
-    created: Counter[Key] = field(default_factory=Counter)
-    deleted_objects: list[str] = field(default_factory=list)
-    _uids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
-
-    @staticmethod
-    def key(body: Mapping[str, Any]) -> Key:
-        meta = body["metadata"]
-        return (body["kind"], meta.get("namespace"), meta["name"])
-
-    def put(self, body: Body) -> Body:
-        self.objects[self.key(body)] = copy.deepcopy(body)
-        return self.objects[self.key(body)]
-
-    def get(self, kind: str, name: str | None, namespace: str | None = NAMESPACE) -> Body | None:
-        if name is None:
-            return None
-        found = self.objects.get((kind, namespace, name))
-        return copy.deepcopy(found) if found is not None else None
-
-    def _ref(self, ref: ObjectRef) -> Body | None:
-        found = self.objects.get((ref.kind, ref.namespace, ref.name))
-        if found is not None and ref.uid and found["metadata"].get("uid") != ref.uid:
-            return None  # the precondition of another incarnation
-        return found
-
-    def _make(self, body: Body) -> None:
-        body = copy.deepcopy(body)
-        body["metadata"].setdefault("uid", f"uid-made-{next(self._uids)}")
-        body["metadata"].setdefault("creationTimestamp", rfc3339(NOW))
-        self.objects[self.key(body)] = body
-        self.created[self.key(body)] += 1
-
-    def _collect(self, body: Body) -> None:
-        meta = body["metadata"]
-        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
-            del self.objects[self.key(body)]
-
-    def carry_out(self, action: Action) -> None:
-        if isinstance(action, Create):
-            if self.key(action.body) not in self.objects:
-                self._make(action.body)
-        elif isinstance(action, Apply):
-            found = self.objects.get(self.key(action.body))
-            if found is None:
-                self._make(action.body)
-            else:
-                found.update(
-                    {k: copy.deepcopy(v) for k, v in action.body.items() if k != "metadata"}
-                )
-        elif isinstance(action, ApplyStatus):
-            found = self._ref(action.ref)
-            if found is not None:
-                found["status"] = copy.deepcopy(action.status)
-        elif isinstance(action, Patch):
-            found = self._ref(action.ref)
-            if found is not None:
-                for attr, values in (
-                    ("labels", action.labels),
-                    ("annotations", action.annotations),
-                ):
-                    target = found["metadata"].setdefault(attr, {})
-                    for k, v in values.items():
-                        if v is None:
-                            target.pop(k, None)
-                        else:
-                            target[k] = v
-        elif isinstance(action, AddFinalizer):
-            found = self._ref(action.ref)
-            if found is not None and action.finalizer not in found["metadata"].get(
-                "finalizers", []
-            ):
-                found["metadata"].setdefault("finalizers", []).append(action.finalizer)
-        elif isinstance(action, RemoveFinalizer):
-            found = self._ref(action.ref)
-            if found is not None:
-                meta = found["metadata"]
-                meta["finalizers"] = [
-                    f for f in meta.get("finalizers", []) if f != action.finalizer
-                ]
-                self._collect(found)
-        elif isinstance(action, Delete):
-            found = self._ref(action.ref)
-            if found is not None:
-                found["metadata"]["deletionTimestamp"] = rfc3339(NOW)
-                self._collect(found)
-        elif isinstance(action, DeleteStoredObject):
-            self.stored.discard(action.key)
-            self.deleted_objects.append(action.key)
-        elif isinstance(action, EmitEvent):
-            self.events.append(action)
-        else:  # pragma: no cover - a new action kind
-            raise TypeError(action)
-
-    def carry_out_plan(self, plan: Plan, upto: int | None = None) -> None:
-        """Carry out the plan's first ``upto`` actions (all by default): a crash after them."""
-        for action in plan.actions[:upto]:
-            self.carry_out(action)
-
-    def delete(self, kind: str, name: str, namespace: str | None = NAMESPACE) -> None:
-        self.carry_out(Delete(ObjectRef("", kind, name, namespace)))
-
-    def set_status(self, kind: str, name: str, status: Body) -> None:
-        self.objects[(kind, NAMESPACE, name)]["status"] = copy.deepcopy(status)

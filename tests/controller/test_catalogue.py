@@ -38,7 +38,6 @@ from tests.controller.memory import (
     NOW,
     PATH,
     Body,
-    World,
     actions_of,
     condition_of,
     outputs,
@@ -49,6 +48,7 @@ from tests.controller.memory import (
     workflow_body,
     workflow_status,
 )
+from tests.controller.world import World
 
 SETTINGS = Settings()
 WF = "nightly-1714532400"
@@ -379,23 +379,23 @@ def plans_of_pass(world: World) -> list[tuple[str, Any]]:
 
 
 def plan_for(world: World, kind: str, key: Any) -> Plan | None:
-    body = world.get(key[0], key[2])
+    body = world.get(key[0], key[2], key[1])
     if body is None:
         return None
     if kind == "Workflow":
         schedule_name = (body["metadata"].get("labels") or {}).get(LABEL_CRON_WORKFLOW)
         return record_workflow(
             body,
-            schedule=world.get("BackupSchedule", schedule_name),
-            run=world.get("BackupRun", body["metadata"]["name"]),
+            schedule=world.get("BackupSchedule", schedule_name, NAMESPACE),
+            run=world.get("BackupRun", body["metadata"]["name"], NAMESPACE),
             settings=SETTINGS,
             now=NOW,
         )
     return reconcile_run(
         body,
         storage=world.get("BackupStorage", "minio", None),
-        workflow=world.get("Workflow", run_workflow_name(body)),
-        restore_workflow=world.get("Workflow", restore_workflow_name(body)),
+        workflow=world.get("Workflow", run_workflow_name(body), NAMESPACE),
+        restore_workflow=world.get("Workflow", restore_workflow_name(body), NAMESPACE),
         storage_error=None,
         settings=SETTINGS,
         now=NOW,
@@ -411,7 +411,7 @@ def controller_pass(world: World, crash: tuple[int, int] | None = None) -> bool:
         if plan is None:
             continue
         busy = busy or bool(plan.actions)
-        world.carry_out_plan(plan, crash[1] if crash and crash[0] == number else None)
+        world.carry_out(plan, crash[1] if crash and crash[0] == number else None)
     return busy
 
 
@@ -428,18 +428,18 @@ def spawn(world: World) -> None:
 
 def argo(wf_status: Body) -> Callable[[World], None]:
     def step(world: World) -> None:
-        world.set_status("Workflow", WF, wf_status)
+        world.set_status("Workflow", WF, NAMESPACE, wf_status)
 
     return step
 
 
 def argo_deletes(world: World) -> None:
     """Argo's history limit: the Workflow is deleted (held while the finalizer is on it)."""
-    world.delete("Workflow", WF)
+    world.delete("Workflow", WF, NAMESPACE)
 
 
 def rotation_deletes(world: World) -> None:
-    world.delete("BackupRun", WF)
+    world.delete("BackupRun", WF, NAMESPACE)
 
 
 def argo_keeps(world: World) -> None:
@@ -504,7 +504,7 @@ def crash_points() -> list[Any]:
                 points.append(
                     pytest.param((index, number, done), id=f"step{index}-{kind}-after-{names}")
                 )
-            world.carry_out_plan(plan)
+            world.carry_out(plan)
     return points
 
 

@@ -34,10 +34,10 @@ from generator.controller.settings import Settings
 from generator.models import ANNOTATION_RESTORE, ANNOTATION_RESTORED_AT
 from tests.conftest import FAKE_SECRET
 from tests.controller.memory import (
+    NAMESPACE,
     NOW,
     PATH,
     Body,
-    World,
     actions_of,
     condition_of,
     outputs,
@@ -48,6 +48,7 @@ from tests.controller.memory import (
     workflow_body,
     workflow_status,
 )
+from tests.controller.world import World
 
 SETTINGS = Settings()
 OUT = outputs()
@@ -650,16 +651,16 @@ def controller_pass(world: World, storage_error: dict[str, str]) -> list[Plan]:
         if run is None:
             continue
         plans.append(plan_for(world, run, storage_error))
-        world.carry_out_plan(plans[-1])
+        world.carry_out(plans[-1])
     return plans
 
 
 def plan_for(world: World, run: Body, storage_error: dict[str, str]) -> Plan:
     return reconcile_run(
-        world.get("BackupRun", run["metadata"]["name"]) or run,
+        world.get("BackupRun", run["metadata"]["name"], NAMESPACE) or run,
         storage=world.get("BackupStorage", "minio", None),
-        workflow=world.get("Workflow", run_workflow_name(run)),
-        restore_workflow=world.get("Workflow", restore_workflow_name(run)),
+        workflow=world.get("Workflow", run_workflow_name(run), NAMESPACE),
+        restore_workflow=world.get("Workflow", restore_workflow_name(run), NAMESPACE),
         storage_error=storage_error.pop(run["metadata"]["name"], None),
         settings=SETTINGS,
         now=NOW,
@@ -678,8 +679,8 @@ def argo(
     phase: str, wf_status: Body | None = None, name: str = "nightly"
 ) -> Callable[[World], None]:
     def step(world: World) -> None:
-        if world.get("Workflow", name) is not None:
-            world.set_status("Workflow", name, wf_status or workflow_status(phase))
+        if world.get("Workflow", name, NAMESPACE) is not None:
+            world.set_status("Workflow", name, NAMESPACE, wf_status or workflow_status(phase))
 
     return step
 
@@ -690,20 +691,20 @@ def annotate(world: World) -> None:
 
 def restore_argo(phase: str) -> Callable[[World], None]:
     def step(world: World) -> None:
-        run = world.get("BackupRun", "nightly")
+        run = world.get("BackupRun", "nightly", NAMESPACE)
         name = restore_workflow_name(run) if run else None
-        if name and world.get("Workflow", name) is not None:
-            world.set_status("Workflow", name, workflow_status(phase))
+        if name and world.get("Workflow", name, NAMESPACE) is not None:
+            world.set_status("Workflow", name, NAMESPACE, workflow_status(phase))
 
     return step
 
 
 def delete_run(world: World) -> None:
-    world.delete("BackupRun", "nightly")
+    world.delete("BackupRun", "nightly", NAMESPACE)
 
 
 def stored(world: World) -> None:
-    world.stored.add(PATH)
+    world.stored.add(("minio", PATH))
 
 
 RECONCILE = "reconcile"
@@ -753,7 +754,7 @@ def play(crash: tuple[int, int, int] | None = None) -> World:
             if run is None:
                 continue
             plan = plan_for(world, run, {})
-            world.carry_out_plan(plan, crash[2] if number == crash[1] else None)
+            world.carry_out(plan, crash[2] if number == crash[1] else None)
         settle(world)
     return world
 
@@ -796,7 +797,7 @@ def test_a_restart_after_any_action_finishes_the_job_once(crash: tuple[int, int,
     assert world.stored == REFERENCE.stored
     # No Workflow created twice, no object deleted before its run was final.
     assert world.created == REFERENCE.created
-    assert set(world.deleted_objects) == {PATH}
+    assert set(world.stored_deleted) == {("minio", PATH)}
     # An Event may be lost by a crash right after the status that records it, never doubled.
     reasons = [(e.reason, e.message) for e in world.events]
     assert len(reasons) == len(set(reasons))
@@ -809,13 +810,13 @@ def test_a_failed_deletion_is_retried_and_the_run_goes_after_it() -> None:
     settle(world)
     argo("Succeeded", SUCCEEDED_WF)(world)
     settle(world)
-    world.stored.add(PATH)
+    world.stored.add(("minio", PATH))
     delete_run(world)
     run = world.objects[("BackupRun", "db", "nightly")]
     # The object store fails: the plan stops at the deletion, the finalizer stays.
     plan = plan_for(world, run, {})
     assert kinds(plan)[-2:] == ["DeleteStoredObject", "RemoveFinalizer"]
-    world.carry_out_plan(plan, len(plan.actions) - 2)
+    world.carry_out(plan, len(plan.actions) - 2)
     errors = {"nightly": "connection refused"}
     controller_pass(world, errors)
     run = world.objects[("BackupRun", "db", "nightly")]

@@ -47,7 +47,7 @@ from generator.models import (
 )
 from generator.render import RenderOptions, render_run, render_schedule
 from tests.controller.bodies import NAMESPACE, NOW, Body, run, schedule, stamp, storage
-from tests.controller.replay import World, check_restart_safe, settle
+from tests.controller.world import World, check_restart_safe, settle
 from tests.generator.conftest import run_validate_argo
 
 SETTINGS = Settings(image="registry.test/backup-operator:1", service_account="backup-sa")
@@ -99,7 +99,7 @@ def reconcile_world(world: World) -> Plan:
     """The schedule of ``world``, reconciled with what the world holds now."""
     return reconcile_schedule(
         world.get("BackupSchedule", "nightly", NAMESPACE) or {},
-        storage=world.get("BackupStorage", "minio"),
+        storage=world.get("BackupStorage", "minio", None),
         runs=world.of_kind("BackupRun"),
         settings=SETTINGS,
         now=NOW,
@@ -373,21 +373,19 @@ def test_active_lists_the_newest_runs_in_progress_oldest_first() -> None:
 
 def test_an_unchanged_status_is_not_written_and_no_event_repeats() -> None:
     world = World.of(schedule(), storage(), run("a", "Succeeded", 1), run("b", "Running", 2))
-    world.run(reconcile_world(world).actions)
+    world.carry_out(reconcile_world(world))
     plan = settle(world, reconcile_world)
     assert [a.body["kind"] for a in plan.actions] == ["CronWorkflow", "WorkflowTemplate"]
 
 
 def test_ready_changes_post_one_event_each() -> None:
     world = World.of(schedule(), storage())
-    world.run(reconcile_world(world).actions)
-    world.objects[("BackupStorage", None, "minio")] = storage(
-        ready="False", message="no such bucket"
-    )
-    world.run(reconcile_world(world).actions)
-    world.run(reconcile_world(world).actions)
-    world.objects[("BackupStorage", None, "minio")] = storage()
-    world.run(reconcile_world(world).actions)
+    world.carry_out(reconcile_world(world))
+    world.put(storage(ready="False", message="no such bucket"))
+    world.carry_out(reconcile_world(world))
+    world.carry_out(reconcile_world(world))
+    world.put(storage())
+    world.carry_out(reconcile_world(world))
     assert [(e.reason, e.type) for e in world.events] == [
         ("Ready", "Normal"),
         ("StorageNotReady", "Warning"),
@@ -571,14 +569,13 @@ def test_a_trigger_waits_while_the_storage_cannot_be_used(store: Body | None) ->
     assert plan.requeue_after == TRIGGER_RECHECK_SECONDS
     assert "the trigger annotation waits" in ready_of(status_of(plan))["message"]
     world = World.of(body, *([store] if store else []))
-    world.run(plan.actions)
-    world.objects[("BackupStorage", None, "minio")] = storage()
-    world.run(reconcile_world(world).actions)
+    world.carry_out(plan)
+    world.put(storage())
+    world.carry_out(reconcile_world(world))
     assert len(world.of_kind("Workflow")) == 1
-    assert (
-        ANNOTATION_TRIGGER
-        not in world.get("BackupSchedule", "nightly", NAMESPACE)["metadata"]["annotations"]
-    )  # type: ignore[index]
+    after = world.get("BackupSchedule", "nightly", NAMESPACE)
+    assert after is not None
+    assert ANNOTATION_TRIGGER not in after["metadata"].get("annotations", {})
 
 
 def test_trigger_is_handled_once_across_a_restart_at_every_step() -> None:

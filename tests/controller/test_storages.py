@@ -38,7 +38,7 @@ from generator.controller.storages import (
 )
 from tests.conftest import FAKE_ACCESS_KEY, FAKE_SECRET
 from tests.controller.bodies import NOW, Body, b64, run, schedule, secret, stamp, storage
-from tests.controller.replay import World, check_restart_safe, settle
+from tests.controller.world import World, check_restart_safe, settle
 
 STORAGE_REF = ObjectRef("backup-operator.io/v1", "BackupStorage", "minio", None, "uid-minio")
 COPY = "minio-backup-credentials"
@@ -95,7 +95,7 @@ def copies(plan: Plan) -> dict[str, Body]:
 
 def reconcile_world(world: World, check: BucketCheck | None = OK) -> Plan:
     source = world.get("Secret", "minio-credentials", "minio")
-    store = world.get("BackupStorage", "minio")
+    store = world.get("BackupStorage", "minio", None)
     if store is None:  # deleted: nothing is reconciled any more
         return Plan()
     return reconcile_storage(
@@ -485,16 +485,17 @@ def test_a_restart_after_any_prefix_of_the_plan_finishes_it_without_duplicates(m
 
 def test_a_settled_storage_only_reapplies_its_copies() -> None:
     world = _world()
-    world.run(reconcile_world(world).actions)
+    world.carry_out(reconcile_world(world))
     plan = settle(world, lambda w: reconcile_world(w, check=None))
     assert sorted(a.body["metadata"]["namespace"] for a in plan.actions) == ["adhoc", "db", "prod"]
 
 
 def test_the_deleted_storage_goes_with_its_copies() -> None:
     world = _world(deleting=True, recorded=["db", "prod"], users=False)
-    world.objects.update({("Secret", ns, COPY): secret(ns, COPY) for ns in ("db", "prod")})
-    world.run(reconcile_world(world).actions)
-    assert world.get("BackupStorage", "minio") is None
+    for ns in ("db", "prod"):
+        world.put(secret(ns, COPY))
+    world.carry_out(reconcile_world(world))
+    assert world.get("BackupStorage", "minio", None) is None
     assert sorted(k for k in world.objects if k[0] == "Secret") == [
         ("Secret", "minio", "minio-credentials")
     ]
