@@ -33,6 +33,12 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
+# The kind suite (tests/e2e/): the README's walkthrough on a kind cluster. Needs Docker and the
+# network; E2E_ARGS passes pytest-kind's options, e.g. E2E_ARGS=--keep-cluster.
+.PHONY: e2e
+e2e: $(VENV)/.installed
+	$(PY) -m pytest --kind tests/e2e $(E2E_ARGS)
+
 bench: $(VENV)/.installed
 	$(PY) bench/run.py
 
