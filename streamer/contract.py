@@ -14,7 +14,10 @@ from typing import Final
 __all__ = [
     "DEFAULT_LEVEL",
     "ENCODED_TEMPLATE_PREFIX",
+    "LOCK_MODES",
+    "LOCK_OUTPUTS",
     "MAX_LEVEL",
+    "MAX_LOCK_DAYS",
     "MIN_LEVEL",
     "OUTPUTS",
     "Env",
@@ -50,6 +53,12 @@ class Flag:
     VAR: Final = "--var"
     OUTPUTS: Final = "--outputs"
     DEADLINE: Final = "--deadline"
+    #: Object Lock of the stored backup: a mode of LOCK_MODES and a number of days, which
+    #: come together (the retain-until date is the upload's start plus the days), and a legal
+    #: hold, alone or with them. The bucket must have Object Lock enabled.
+    OBJECT_LOCK_MODE: Final = "--object-lock-mode"
+    OBJECT_LOCK_DAYS: Final = "--object-lock-days"
+    LEGAL_HOLD: Final = "--legal-hold"
     #: Separates the streamer's options from the user's command.
     END_OF_OPTIONS: Final = "--"
 
@@ -84,6 +93,12 @@ class Output:
     DURATION_SECONDS: Final = "durationSeconds"
     COMPRESSED: Final = "compressed"
     ENCRYPTED: Final = "encrypted"
+    #: When the stored object's retention ends (ISO 8601, UTC; empty with a legal hold alone).
+    RETAIN_UNTIL: Final = "retainUntil"
+    #: ``true`` when the stored object is under a legal hold.
+    LEGAL_HOLD: Final = "legalHold"
+    #: ``true`` when the stored object carries at least the lock the backup asked for.
+    LOCKED: Final = "locked"
 
 
 #: Every output, in the order the streamer writes them; it writes each one on every success.
@@ -98,6 +113,16 @@ OUTPUTS: Final = (
     Output.COMPRESSED,
     Output.ENCRYPTED,
 )
+
+#: Written besides OUTPUTS by a backup that asks for Object Lock, and only by one: declare
+#: them (Argo output parameters) only for runs given the Object Lock flags. A backup stored
+#: but not locked as asked writes them too (``locked`` false) and then fails.
+LOCK_OUTPUTS: Final = (Output.RETAIN_UNTIL, Output.LEGAL_HOLD, Output.LOCKED)
+
+#: The values of ``--object-lock-mode`` (S3's retention modes; COMPLIANCE is the stronger).
+LOCK_MODES: Final = ("GOVERNANCE", "COMPLIANCE")
+#: The longest retention ``--object-lock-days`` takes (S3's limit for default retention).
+MAX_LOCK_DAYS: Final = 36500
 
 #: A ``--path-template`` value starting with this is base64 of the template: Argo resolves
 #: ``{{ … }}`` in container arguments itself and rejects the tags it does not know.

@@ -20,6 +20,8 @@ from streamer.cli.options import (
     compression_auto,
     exec_options,
     identity_option,
+    lock_options,
+    object_lock,
     parse_vars,
     report_options,
     resolve_key,
@@ -182,6 +184,7 @@ def main(verbose: bool, quiet: bool) -> None:
     metavar="NAME=VALUE",
     help="Template variable (namespace, run, schedule, workflow).",
 )
+@lock_options
 @exec_options
 @storage_options
 @report_options
@@ -192,6 +195,10 @@ def backup(dest: str, command: tuple[str, ...], **kw: Any) -> None:
     upload is aborted and nothing is left behind. SIGTERM or SIGINT before the object is stored
     aborts it (exit 128 + N); one that arrives after leaves the stored backup (exit 0).
 
+    With Object Lock (the bucket must have it enabled), the object is written locked, its lock
+    read back once stored; a backup stored but not locked keeps the object, reports
+    locked=false and fails.
+
     \b
     Examples:
       streamer backup s3://backups/app.sql.gz -r age1… -- mysqldump -h db app
@@ -199,6 +206,8 @@ def backup(dest: str, command: tuple[str, ...], **kw: Any) -> None:
           --path-template 'mysql-{{ now | date "2006.01.02-15:04:05" }}.sql' \\
           -- sh -c 'mysqldump -h "$HOST" app'
       streamer backup file:///tmp/etc.tar --compression none -- tar c /etc
+      streamer backup s3://locked-backups/app.sql.gz --object-lock-mode COMPLIANCE \\
+          --object-lock-days 30 -- pg_dump -h db app
     """
     try:
         recipients = [age.parse_recipient(r) for r in kw.pop("recipients")]
@@ -206,7 +215,7 @@ def backup(dest: str, command: tuple[str, ...], **kw: Any) -> None:
             recipients += age.read_recipients_file(path)
     except ConfigError as exc:
         raise click.BadParameter(str(exc), param_hint=Flag.RECIPIENT) from exc
-    settings = s3_settings(kw)
+    settings = s3_settings(kw, object_lock(kw))
     options = BackupOptions(
         compress=kw.pop("compression") == "gzip",
         level=kw.pop("level"),
@@ -222,6 +231,7 @@ def backup(dest: str, command: tuple[str, ...], **kw: Any) -> None:
         key = resolve_key(storage, key, template, variables)
         summary = run_backup(runner(kw), command, storage, key, options, stop)
         _emit(summary, as_json, outputs)
+        summary.check_lock()  # once the outputs say it: a stored backup not locked fails
         return summary
 
     _run(action, Action.BACKUP)
@@ -269,6 +279,11 @@ def restore(source: str, command: tuple[str, ...], **kw: Any) -> None:
     metavar="HEX",
     help="Fail unless the stored object has this SHA-256.",
 )
+@click.option(
+    "--latest",
+    is_flag=True,
+    help="SOURCE is a prefix (s3://BUCKET/PREFIX): verify the newest object under it.",
+)
 @storage_options
 @report_options
 def verify(source: str, **kw: Any) -> None:
@@ -278,14 +293,18 @@ def verify(source: str, **kw: Any) -> None:
     Examples:
       streamer verify s3://backups/app.sql.gz -i key.txt --json
       streamer verify s3://backups/app.sql.gz -i key.txt --sha256 9f86d08…
+      streamer verify --latest s3://backups/mysql/ -i key.txt
     """
     settings = s3_settings(kw)
     as_json, outputs = kw.pop("as_json"), kw.pop("outputs")
-    expected = kw.pop("expected_sha256")
+    expected, latest = kw.pop("expected_sha256"), kw.pop("latest")
 
     def action(stop: Stop) -> Summary:
         options = restore_options(kw, expected)
         storage, key = open_storage(source, settings)
+        if latest:
+            key = storage.latest(key)
+            _LOG.info("the newest object under %s is %s", source, storage.url(key))
         summary = run_verify(storage, key, options, stop)
         _LOG.info(
             "verified %s: %d stored bytes, %d bytes of data, sha256 %s",

@@ -13,18 +13,21 @@ from typing import Any, TypeVar
 
 import click
 
-from streamer.contract import ENCODED_TEMPLATE_PREFIX, Env, Flag
+from streamer.contract import ENCODED_TEMPLATE_PREFIX, LOCK_MODES, MAX_LOCK_DAYS, Env, Flag
 from streamer.errors import ConfigError
 from streamer.pipeline import Compression, RestoreOptions
 from streamer.sources.base import Runner
 from streamer.sources.local import LocalRunner
 from streamer.stages import age
 from streamer.storage import S3Settings, Storage
+from streamer.storage.settings import ObjectLock
 
 __all__ = [
     "compression_auto",
     "exec_options",
     "identity_option",
+    "lock_options",
+    "object_lock",
     "parse_vars",
     "report_options",
     "resolve_key",
@@ -113,6 +116,44 @@ def exec_options(f: F) -> F:
     return f
 
 
+def lock_options(f: F) -> F:
+    options = [
+        click.option(
+            Flag.OBJECT_LOCK_MODE,
+            type=click.Choice(LOCK_MODES),
+            help="Store the object under S3 Object Lock in this mode (needs "
+            f"{Flag.OBJECT_LOCK_DAYS}, and a bucket with Object Lock enabled).",
+        ),
+        click.option(
+            Flag.OBJECT_LOCK_DAYS,
+            type=click.IntRange(1, MAX_LOCK_DAYS),
+            metavar="DAYS",
+            help="…until this many days after the upload starts.",
+        ),
+        click.option(
+            Flag.LEGAL_HOLD,
+            is_flag=True,
+            help="Put the object under an S3 legal hold (with or without a retention).",
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def object_lock(kw: dict[str, Any]) -> ObjectLock | None:
+    mode, days = kw.pop("object_lock_mode"), kw.pop("object_lock_days")
+    legal_hold = kw.pop("legal_hold")
+    if (mode is None) != (days is None):
+        raise click.UsageError(
+            f"{Flag.OBJECT_LOCK_MODE} and {Flag.OBJECT_LOCK_DAYS} come together: "
+            "a retention needs a mode and how many days it lasts"
+        )
+    if mode is None and not legal_hold:
+        return None
+    return ObjectLock(mode=mode, days=days, legal_hold=legal_hold)
+
+
 def report_options(f: F) -> F:
     f = click.option(
         "--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout."
@@ -137,7 +178,7 @@ def identity_option(f: F) -> F:
     )(f)
 
 
-def s3_settings(kw: dict[str, Any]) -> S3Settings:
+def s3_settings(kw: dict[str, Any], lock: ObjectLock | None = None) -> S3Settings:
     part_size = kw.pop("part_size")
     return S3Settings(
         endpoint_url=kw.pop("endpoint_url"),
@@ -147,6 +188,7 @@ def s3_settings(kw: dict[str, Any]) -> S3Settings:
         part_size=part_size * MiB if part_size else None,
         parts_in_flight=kw.pop("parts_in_flight"),
         ranges_in_flight=kw.pop("ranges_in_flight"),
+        object_lock=lock,
     )
 
 

@@ -6,9 +6,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from streamer.contract import OUTPUTS, Output
+from streamer.contract import LOCK_OUTPUTS, OUTPUTS, Output
+from streamer.errors import StorageError
 from streamer.progress import human_bytes
 from streamer.stages import age
+from streamer.storage.base import LockStatus, iso_utc
 
 __all__ = ["BackupOptions", "Compression", "RestoreOptions", "Summary"]
 
@@ -45,6 +47,23 @@ class Summary:
     duration_seconds: float
     compressed: bool
     encrypted: bool
+    #: For a backup asked to lock its object: the lock the stored object was found to carry.
+    lock: LockStatus | None = None
+
+    def check_lock(self) -> None:
+        """Raise StorageError if the object was asked to be locked and is not (it is stored)."""
+        if self.lock is not None and not self.lock.locked:
+            raise StorageError(self.lock.problem)
+
+    def _lock_values(self) -> dict[str, str]:
+        if self.lock is None:
+            return {}
+        until = self.lock.retain_until
+        return {
+            Output.RETAIN_UNTIL: iso_utc(until) if until is not None else "",
+            Output.LEGAL_HOLD: str(self.lock.legal_hold).lower(),
+            Output.LOCKED: str(self.lock.locked).lower(),
+        }
 
     def outputs(self) -> dict[str, str]:
         """One value per Argo output parameter (``--outputs DIR`` writes a file for each)."""
@@ -59,9 +78,20 @@ class Summary:
             Output.COMPRESSED: str(self.compressed).lower(),
             Output.ENCRYPTED: str(self.encrypted).lower(),
         }
-        return {name: values[name] for name in OUTPUTS}
+        values.update(self._lock_values())
+        names = OUTPUTS + LOCK_OUTPUTS if self.lock is not None else OUTPUTS
+        return {name: values[name] for name in names}
 
     def as_json(self) -> dict[str, object]:
+        lock: dict[str, object] = {}
+        if self.lock is not None:
+            until = self.lock.retain_until
+            lock = {
+                "lockMode": self.lock.mode,
+                Output.RETAIN_UNTIL: iso_utc(until) if until is not None else None,
+                Output.LEGAL_HOLD: self.lock.legal_hold,
+                Output.LOCKED: self.lock.locked,
+            }
         return {
             "url": self.url,
             "path": self.path,
@@ -72,4 +102,5 @@ class Summary:
             "durationSeconds": round(self.duration_seconds, 3),
             "compressed": self.compressed,
             "encrypted": self.encrypted,
+            **lock,
         }

@@ -65,6 +65,7 @@ def backup(
         duration_seconds=progress.elapsed,
         compressed=options.compress,
         encrypted=bool(options.recipients),
+        lock=writer.lock,
     )
     _LOG.info(
         "backup stored %s: %s from %s of data in %.1fs",

@@ -4,15 +4,43 @@ An :class:`ObjectWriter` is a context manager. Leaving it normally *commits* the
 S3 multipart upload is completed, the temporary file is renamed into place); leaving it with an
 exception *aborts* it, so a failed backup never leaves a partial object and never replaces an
 existing good one.
+
+A storage that locks objects (S3 Object Lock) reads the lock back once the object is stored and
+reports what it found as the writer's :class:`LockStatus`: a lock the storage ignored is a
+failure the caller reports, never a reason to remove the stored object.
 """
 
 from __future__ import annotations
 
 import abc
+import datetime
 import io
+from dataclasses import dataclass
 from types import TracebackType
 
-__all__ = ["ObjectReader", "ObjectWriter", "Storage"]
+from streamer.errors import ConfigError
+
+__all__ = ["LockStatus", "ObjectReader", "ObjectWriter", "Storage", "iso_utc"]
+
+
+def iso_utc(moment: datetime.datetime) -> str:
+    """``moment`` as ISO 8601 in UTC to the second, e.g. ``2024-03-07T09:05:02Z``."""
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class LockStatus:
+    """The lock a committed object was found to carry, read back from the storage."""
+
+    #: The retention mode found (``GOVERNANCE``, ``COMPLIANCE``), or None.
+    mode: str | None
+    #: When the retention found ends, or None.
+    retain_until: datetime.datetime | None
+    legal_hold: bool
+    #: Whether the object carries at least the lock that was asked for.
+    locked: bool
+    #: When it does not: why, and what to do, in a sentence a user can act on.
+    problem: str = ""
 
 
 class ObjectWriter(io.RawIOBase, abc.ABC):
@@ -22,6 +50,9 @@ class ObjectWriter(io.RawIOBase, abc.ABC):
     garbage-collected, or by a wrapper such as ``io.BufferedWriter``) aborts a writer that was
     not committed, and :meth:`abort` after :meth:`commit` does nothing.
     """
+
+    #: After a commit that was asked to lock the object: the lock it was found to carry.
+    lock: LockStatus | None = None
 
     def writable(self) -> bool:
         return True
@@ -92,3 +123,10 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def url(self, key: str) -> str:
         """The object's URL, as a user would pass it back to ``streamer restore``."""
+
+    def latest(self, prefix: str) -> str:
+        """The key of the newest object whose key starts with ``prefix``.
+
+        Raises ObjectNotFound when there is none; ConfigError where the storage cannot list.
+        """
+        raise ConfigError(f"{self.url(prefix)}: finding the newest object needs an s3:// URL")

@@ -6,9 +6,44 @@ storage contract, which knows nothing of S3.
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass
+from typing import Literal
 
-__all__ = ["S3Settings"]
+from streamer.errors import ConfigError
+
+__all__ = ["LockMode", "ObjectLock", "S3Settings"]
+
+LockMode = Literal["GOVERNANCE", "COMPLIANCE"]
+
+
+@dataclass(frozen=True)
+class ObjectLock:
+    """The S3 Object Lock a new object must carry from the moment it exists.
+
+    ``mode`` and ``days`` come together (a retention); ``legal_hold`` stands alone or with them.
+    """
+
+    mode: LockMode | None = None
+    days: int | None = None
+    legal_hold: bool = False
+
+    def __post_init__(self) -> None:
+        if (self.mode is None) != (self.days is None):
+            raise ConfigError("an Object Lock retention needs both a mode and a number of days")
+        if self.days is not None and self.days < 1:
+            raise ConfigError(f"Object Lock days must be at least 1, not {self.days}")
+        if self.mode is None and not self.legal_hold:
+            raise ConfigError("an Object Lock needs a retention, a legal hold, or both")
+
+    def retain_until(self, start: datetime.datetime) -> datetime.datetime | None:
+        """``start`` plus the days, rounded up to the second (S3 keeps whole seconds)."""
+        if self.days is None:
+            return None
+        until = start.astimezone(datetime.UTC) + datetime.timedelta(days=self.days)
+        if until.microsecond:
+            until += datetime.timedelta(microseconds=1_000_000 - until.microsecond)
+        return until
 
 
 @dataclass(frozen=True)
@@ -33,3 +68,5 @@ class S3Settings:
     max_attempts: int = 5
     #: Seconds the first retry waits at most (full jitter); the wait doubles with each attempt.
     retry_delay: float = 0.5
+    #: The lock every object written must carry (the bucket must have Object Lock enabled).
+    object_lock: ObjectLock | None = None

@@ -39,6 +39,11 @@ def open_storage(url: str, settings: S3Settings | None = None) -> tuple[Storage,
         host, _, path = rest.partition("/")
         if host not in ("", "localhost"):
             raise ConfigError(f"{url!r}: file URLs take an absolute path, file:///path")
+        if settings is not None and settings.object_lock is not None:
+            raise ConfigError(
+                f"{url!r}: Object Lock needs an s3:// destination in a bucket with Object Lock "
+                "enabled; a file cannot be locked"
+            )
         return FileStorage("/"), unquote(path)
     raise ConfigError(
         f"unsupported storage URL {url!r}: use s3://BUCKET/KEY or file:///ABSOLUTE/PATH"

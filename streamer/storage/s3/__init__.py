@@ -3,12 +3,14 @@
 The only package that imports boto3 and botocore; their exceptions are translated into
 :class:`~streamer.errors.StorageError` here and never leave it. One job per module::
 
-    parts      the part size policy: any stream up to 5 TiB fits 10,000 parts (pure)
-    retry      the one retry policy: what is retried, how many times, the backoff
-    errors     botocore errors -> StorageError messages a user can act on
-    client     make_client, and Bucket: every request retried and translated
-    upload     S3Writer: where the multipart upload is created, completed and aborted
-    download   the readers: one streamed GET, or parallel ranged GETs
+    parts        the part size policy: any stream up to 5 TiB fits 10,000 parts (pure)
+    retry        the one retry policy: what is retried, how many times, the backoff
+    errors       botocore errors -> StorageError messages a user can act on
+    client       make_client, and Bucket: every request retried and translated
+    upload       S3Writer: where the multipart upload is created, completed and aborted
+    object_lock  Object Lock: the bucket check, the locked writes, the read-back after
+    download     the readers: one streamed GET, or parallel ranged GETs
+    listing      the newest object under a prefix
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ import boto3
 
 from streamer.errors import ConfigError, ObjectNotFound
 from streamer.storage.base import ObjectReader, ObjectWriter, Storage
+from streamer.storage.s3 import object_lock
 from streamer.storage.s3.client import Bucket, S3Client, make_client
 from streamer.storage.s3.download import S3RangeReader, S3StreamReader
+from streamer.storage.s3.listing import PAGE_SIZE, latest_key
 from streamer.storage.s3.parts import (
     DEFAULT_PART_SIZE,
     MAX_OBJECT_SIZE,
@@ -111,6 +115,14 @@ class S3Storage(Storage):
         if self.settings.ranges_in_flight > 1:
             return S3RangeReader(self._bucket, key, self.range_size)
         return S3StreamReader(self._bucket, key)
+
+    def latest(self, prefix: str, *, page_size: int = PAGE_SIZE) -> str:
+        """The key of the newest object under ``prefix`` (by LastModified, then key)."""
+        return latest_key(self._bucket, prefix, page_size)
+
+    def check_object_lock(self) -> None:
+        """Raise StorageError unless the bucket has Object Lock enabled (saying how to fix it)."""
+        object_lock.check_bucket(self._bucket)
 
     def check(self, *, cancelled: threading.Event | None = None) -> None:
         """Whether the bucket exists and the credentials may use it: a listing of one key.

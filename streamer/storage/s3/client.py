@@ -56,6 +56,8 @@ def make_client(settings: S3Settings, session: boto3.session.Session | None = No
         # which several S3-compatible servers reject, and made no measurable difference to
         # throughput against moto. Bodies stay protected: by TLS, or over plain HTTP by the
         # payload SHA-256 that SigV4 signs; restore checks the whole stream (age's MAC).
+        # Writes under Object Lock, which S3 takes only with a checksum, carry Content-MD5
+        # (object_lock.py); PutObjectRetention/LegalHold require one, and get botocore's.
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
     )

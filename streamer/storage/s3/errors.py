@@ -23,6 +23,7 @@ from streamer.contract import Env, Flag
 from streamer.errors import ObjectNotFound, StorageError
 
 __all__ = [
+    "cause_code",
     "error_code",
     "is_forbidden",
     "is_no_such_upload",
@@ -46,6 +47,12 @@ def error_code(exc: ClientError) -> str:
 
 def _status(exc: ClientError) -> int:
     return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+
+
+def cause_code(error: StorageError) -> str:
+    """The S3 error code of the request behind ``error`` ("" when S3 gave none)."""
+    cause = error.__cause__
+    return error_code(cause) if isinstance(cause, ClientError) else ""
 
 
 def is_forbidden(error: StorageError) -> bool:

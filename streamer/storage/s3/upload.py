@@ -11,7 +11,8 @@ The upload's whole life is in this file:
 - **created** in :class:`S3Writer`'s constructor (``create_multipart_upload``), so a bad bucket
   or bad credentials fail before a dump starts;
 - **completed** by :meth:`S3Writer.commit` (``complete_multipart_upload``; an empty stream is
-  a plain empty ``put_object`` instead);
+  a plain empty ``put_object`` instead), and with Object Lock asked for, checked to be locked
+  (:mod:`.object_lock`: the lock travels with the create or the put, and is read back after);
 - **aborted** by :meth:`S3Writer.abort` (``abort_multipart_upload``) on every failure, so no
   partial object is ever visible and an existing object under the key is only replaced by a
   complete one. Abort cancels the retries of parts in flight, waits for them, then aborts the
@@ -35,7 +36,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from streamer.errors import StorageError, StreamerError
 from streamer.storage.base import ObjectWriter
-from streamer.storage.s3 import errors
+from streamer.storage.s3 import errors, object_lock
 from streamer.storage.s3.client import Bucket
 from streamer.storage.s3.parts import MAX_PARTS
 
@@ -83,12 +84,18 @@ class S3Writer(ObjectWriter):
         self._written = 0
         self._slots = threading.BoundedSemaphore(self._window)
         self._pool = ThreadPoolExecutor(self._window, thread_name_prefix="s3-upload")
+        #: The Object Lock every write of the object carries, its date fixed once, here (the
+        #: empty stream's put uses the same); a bucket without Object Lock fails now.
+        self._object_lock = bucket.settings.object_lock
+        self._retain_until, self._lock_arguments = object_lock.start(bucket)
         attempts = 0
 
         def create() -> str:
             nonlocal attempts
             attempts += 1
-            response = self._client.create_multipart_upload(Bucket=bucket.name, Key=key)
+            response = self._client.create_multipart_upload(
+                Bucket=bucket.name, Key=key, **self._lock_arguments
+            )
             return str(response["UploadId"])
 
         started = time.monotonic()
@@ -217,6 +224,10 @@ class S3Writer(ObjectWriter):
 
     def _upload_part(self, number: int, holder: list[bytearray]) -> dict[str, Any]:
         try:
+            # S3 takes a part of a locked upload only with a checksum of its body.
+            checksum = (
+                {"ContentMD5": object_lock.content_md5(holder[0])} if self._object_lock else {}
+            )
             response = self._bucket.call(
                 f"upload_part {number}",
                 self._key,
@@ -226,6 +237,7 @@ class S3Writer(ObjectWriter):
                     UploadId=self._upload_id,
                     PartNumber=number,
                     Body=holder[0],  # the bytearray is sent as it is, without a copy
+                    **checksum,
                 ),
                 cancelled=self._cancelled,
             )
@@ -254,12 +266,12 @@ class S3Writer(ObjectWriter):
         try:
             self._raise_failure()
             if self._part_number == 0 and self._filled == 0:
-                self._commit_empty()
+                version = self._commit_empty()
             else:
                 if self._filled:
                     self._submit()
                 parts = [future.result() for future in self._parts]
-                self._complete(parts)
+                version = self._complete(parts)
         except BaseException as exc:
             self.abort()
             if isinstance(exc, StreamerError | KeyboardInterrupt | SystemExit):
@@ -268,31 +280,40 @@ class S3Writer(ObjectWriter):
         self._state = "committed"
         self._pool.shutdown(wait=True)
         self._spare.clear()
+        if self._object_lock is not None:
+            # Stored, whatever this finds: a lock that did not take is reported, not undone.
+            self.lock = object_lock.ensure_locked(
+                self._bucket, self._key, version, self._object_lock, self._retain_until
+            )
         self.close()
 
-    def _complete(self, parts: list[dict[str, Any]]) -> None:
+    def _complete(self, parts: list[dict[str, Any]]) -> str | None:
+        """Complete the upload; return the stored version's id (None: unknown or unversioned)."""
         attempts = 0
 
-        def complete() -> None:
+        def complete() -> str | None:
             nonlocal attempts
             attempts += 1
             try:
-                self._client.complete_multipart_upload(
+                response = self._client.complete_multipart_upload(
                     Bucket=self._bucket.name,
                     Key=self._key,
                     UploadId=self._upload_id,
                     MultipartUpload={"Parts": parts},
                 )
             except ClientError as exc:
-                # An earlier attempt whose response was lost may have completed the upload.
+                # An earlier attempt whose response was lost may have completed the upload;
+                # its version is then the current one, which the HEAD just matched.
                 if not (
                     attempts > 1
                     and errors.error_code(exc) == "NoSuchUpload"
                     and self._is_stored(_multipart_etag(parts))
                 ):
                     raise
+                return None
+            return response.get("VersionId") or None
 
-        self._bucket.call("complete_multipart_upload", self._key, complete)
+        return self._bucket.call("complete_multipart_upload", self._key, complete)
 
     def _is_stored(self, etag: str | None) -> bool:
         """Whether the object under the key is the one these parts make."""
@@ -304,14 +325,21 @@ class S3Writer(ObjectWriter):
             return False
         return str(head.get("ETag", "")).strip('"') == etag
 
-    def _commit_empty(self) -> None:
-        """A multipart upload needs at least one part: an empty stream is a plain empty PUT."""
+    def _commit_empty(self) -> str | None:
+        """A multipart upload needs at least one part: an empty stream is a plain empty PUT,
+        with the upload's lock; return the stored version's id."""
         self._abort_upload()
-        self._bucket.call(
+        arguments = dict(self._lock_arguments)
+        if self._object_lock is not None:
+            arguments["ContentMD5"] = object_lock.content_md5(b"")
+        response = self._bucket.call(
             "put_object",
             self._key,
-            lambda: self._client.put_object(Bucket=self._bucket.name, Key=self._key, Body=b""),
+            lambda: self._client.put_object(
+                Bucket=self._bucket.name, Key=self._key, Body=b"", **arguments
+            ),
         )
+        return response.get("VersionId") or None
 
     # -- aborting ----------------------------------------------------------------------------
 
