@@ -84,6 +84,13 @@ _COLUMNS: dict[type[Object], list[dict[str, Any]]] = {
         {"name": "Size", "type": "string", "jsonPath": ".status.size"},
         {"name": "Storage", "type": "string", "jsonPath": ".spec.storage.name", "priority": 1},
         {"name": "Workflow", "type": "string", "jsonPath": ".status.workflow", "priority": 1},
+        # A string: kubectl prints a "date" column as an age, and a future one as <invalid>.
+        {
+            "name": "Retain Until",
+            "type": "string",
+            "jsonPath": ".status.retainUntil",
+            "priority": 1,
+        },
         _AGE,
     ],
 }

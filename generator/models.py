@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from generator.podtemplate import DNS_LABEL, PodTemplate
-from streamer.contract import DEFAULT_LEVEL, MAX_LEVEL, MIN_LEVEL
+from streamer.contract import DEFAULT_LEVEL, MAX_LEVEL, MAX_LOCK_DAYS, MIN_LEVEL
 
 __all__ = [
     "ANNOTATION_KEEP",
@@ -55,6 +55,7 @@ __all__ = [
     "Encryption",
     "Metadata",
     "Object",
+    "ObjectLock",
     "ObjectMeta",
     "Retention",
     "RunTemplate",
@@ -170,6 +171,65 @@ class SecretKeyRef(_Model):
     key: Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")]
 
 
+_LOCK_DAYS_NEED_MODE = "days needs a mode: add mode: GOVERNANCE or COMPLIANCE, or remove days"
+_LOCK_MODE_NEEDS_DAYS = (
+    f"mode needs days: add days (1..{MAX_LOCK_DAYS}), how long each backup stays locked, "
+    "or remove mode"
+)
+_LOCK_EMPTY = (
+    "objectLock needs mode and days, legalHold: true, or both; remove objectLock to store "
+    "backups unlocked"
+)
+
+
+class ObjectLock(_Model):
+    """S3 Object Lock of the stored backups: a retention (mode and days), a legal hold, or both.
+
+    The bucket must have Object Lock enabled. The streamer writes the lock with the object
+    (``--object-lock-mode``, ``--object-lock-days``, ``--legal-hold``) and reads it back; the
+    run records the date it holds until, and the controller deletes no locked object before it.
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            ("!has(self.days) || has(self.mode)", _LOCK_DAYS_NEED_MODE, ".mode"),
+            ("!has(self.mode) || has(self.days)", _LOCK_MODE_NEEDS_DAYS, ".days"),
+            (
+                "has(self.mode) || has(self.days) || (has(self.legalHold) && self.legalHold)",
+                _LOCK_EMPTY,
+            ),
+        )
+    )
+
+    # streamer.contract.LOCK_MODES, spelled out for the type checker (a test holds them equal).
+    mode: Literal["GOVERNANCE", "COMPLIANCE"] | None = Field(
+        default=None,
+        description="GOVERNANCE (credentials with s3:BypassGovernanceRetention may still "
+        "delete the object) or COMPLIANCE (nobody can, not even the account's root, until "
+        "the date). Comes with days.",
+    )
+    days: Annotated[int, Field(ge=1, le=MAX_LOCK_DAYS)] | None = Field(
+        default=None,
+        description="How many days after its upload started each backup stays locked. "
+        "Comes with mode.",
+    )
+    legal_hold: bool = Field(
+        default=False,
+        description="Put each backup under a legal hold: locked with no end date until "
+        "someone with s3:PutObjectLegalHold lifts it in S3.",
+    )
+
+    @model_validator(mode="after")
+    def _a_lock_that_can_be_written(self) -> ObjectLock:
+        if self.days is not None and self.mode is None:
+            raise ValueError(_LOCK_DAYS_NEED_MODE)
+        if self.mode is not None and self.days is None:
+            raise ValueError(_LOCK_MODE_NEEDS_DAYS)
+        if self.mode is None and not self.legal_hold:
+            raise ValueError(_LOCK_EMPTY)
+        return self
+
+
 class Object(_Model):
     """Fields every kind has."""
 
@@ -230,6 +290,12 @@ class BackupStorageSpec(_Model):
         description="The namespaces whose schedules and runs may use the storage (and get "
         "a copy of its credentials); absent: every namespace. Others are refused "
         "(StorageNotAllowed).",
+    )
+    object_lock: ObjectLock | None = Field(
+        default=None,
+        description="S3 Object Lock of every backup stored here, unless a run (or a "
+        "schedule's template) has an objectLock of its own, which replaces this one whole. "
+        "The bucket must have Object Lock enabled.",
     )
 
 
@@ -368,6 +434,11 @@ class BackupRunSpec(_Model):
     encryption: Encryption | None = Field(
         default=None, description="Encrypt with age; absent: store unencrypted."
     )
+    object_lock: ObjectLock | None = Field(
+        default=None,
+        description="S3 Object Lock of the backup; it replaces the storage's objectLock "
+        "whole. Absent: the storage's objectLock, if it has one.",
+    )
     template: PodTemplate = Field(description="The Pod the commands run in.")
 
 
@@ -376,13 +447,26 @@ class BackupRunStatus(_Model):
     conditions: list[Condition] | None = Field(
         default=None,
         description="InProgress, Successful, Failed, Restorable, Encrypted, Compressed "
-        "(True unless compression.algorithm is none).",
+        "(True unless compression.algorithm is none), Locked (a backup with Object Lock: "
+        "True once the stored object was read back locked), StoredObjectDeleted (False "
+        "while a deleted run's object is not deleted yet, saying why).",
     )
     path: str | None = Field(default=None, description="The object key the backup was written to.")
     url: str | None = None
     size: str | None = Field(default=None, description="Stored size, human readable.")
     size_in_bytes: Annotated[int, Field(ge=0)] | None = None
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+    retain_until: datetime | None = Field(
+        default=None,
+        description="Object Lock: the stored object cannot be deleted before this time. "
+        "Until then rotation keeps the run, and a deleted retainPolicy: Delete run waits "
+        "to delete its object.",
+    )
+    legal_hold: bool | None = Field(
+        default=None,
+        description="Object Lock: the stored object was stored under a legal hold. "
+        "Rotation keeps the run: lift the hold in S3, then delete the run yourself.",
+    )
     workflow: str | None = Field(default=None, description="The Argo Workflow of the backup.")
     start_time: datetime | None = None
     completion_time: datetime | None = None

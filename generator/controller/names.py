@@ -21,6 +21,7 @@ __all__ = [
     "CONDITION_FAILED",
     "CONDITION_IN_PROGRESS",
     "CONDITION_IN_USE",
+    "CONDITION_LOCKED",
     "CONDITION_READY",
     "CONDITION_RESTORABLE",
     "CONDITION_RESTORED",
@@ -97,6 +98,8 @@ CONDITION_VERIFIED: Final = "Verified"
 CONDITION_RESTORED: Final = "Restored"
 #: Set (False) while a deleted run's stored object cannot be deleted, saying why.
 CONDITION_STORED_OBJECT_DELETED: Final = "StoredObjectDeleted"
+#: A backup with S3 Object Lock: whether its stored object was read back locked, until when.
+CONDITION_LOCKED: Final = "Locked"
 # Condition type of a BackupSchedule's and a BackupStorage's status.
 CONDITION_READY: Final = "Ready"
 # Condition types of a BackupStorage's status besides Ready.

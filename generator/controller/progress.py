@@ -4,7 +4,8 @@ The status of a run is written whole by one server-side apply (every field of
 :data:`OWNED_FIELDS` that has a value), so a field it no longer holds is removed. Its conditions:
 ``InProgress``, ``Successful`` and ``Failed`` (Unknown while in progress), ``Restorable`` (the
 backup is stored and the run has a restore action), ``Encrypted`` and ``Compressed`` (from the
-spec), then any the caller adds (a restore request, a deletion that failed).
+spec), ``Locked`` (only for a backup that reported an Object Lock: see :class:`Lock`), then any
+the caller adds (a restore request, a deletion that failed).
 
 A run whose recorded phase is final (Succeeded, Failed, Error) keeps it: its progress is read
 back from its status (:func:`progress_of_status`), whatever its Workflow says later. Events are
@@ -19,13 +20,14 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from generator.controller.conditions import Cond, condition, merge_conditions
+from generator.controller.conditions import Cond, condition, merge_conditions, parse_time
 from generator.controller.names import (
     COMPLETED,
     CONDITION_COMPRESSED,
     CONDITION_ENCRYPTED,
     CONDITION_FAILED,
     CONDITION_IN_PROGRESS,
+    CONDITION_LOCKED,
     CONDITION_RESTORABLE,
     CONDITION_SUCCESSFUL,
     PHASE_ERROR,
@@ -41,6 +43,7 @@ from streamer.contract import Output
 
 __all__ = [
     "OWNED_FIELDS",
+    "Lock",
     "Progress",
     "Reason",
     "RunPhase",
@@ -63,6 +66,8 @@ OWNED_FIELDS = (
     "size",
     "sizeInBytes",
     "sha256",
+    "retainUntil",
+    "legalHold",
     "workflow",
     "startTime",
     "completionTime",
@@ -104,6 +109,48 @@ class Reason(StrEnum):
     RESTORE_REFUSED = "RestoreRefused"
     DELETE_FAILED = "DeleteFailed"
     STORAGE_NOT_FOUND = "StorageNotFound"
+    RETAINED = "Retained"
+    LEGAL_HOLD = "LegalHold"
+    NOT_LOCKED = "NotLocked"
+    LOCK_NOT_REPORTED = "LockNotReported"
+    #: The stored object is not deleted (yet): its Object Lock forbids it.
+    LOCKED = "Locked"
+
+
+@dataclass(frozen=True)
+class Lock:
+    """The S3 Object Lock a backup reported for its stored object (the streamer's
+    ``retainUntil``, ``legalHold`` and ``locked`` outputs), as the run's status keeps it:
+    ``status.retainUntil``, ``status.legalHold`` and the ``Locked`` condition (True: the
+    object was read back locked as asked; False: stored, but not locked as asked).
+    """
+
+    #: When the retention ends (RFC 3339, UTC); None: no retention (a legal hold alone).
+    retain_until: str | None = None
+    legal_hold: bool = False
+    #: Whether the object carries the lock the backup asked for; None: not reported.
+    locked: bool | None = None
+
+    def until(self) -> datetime | None:
+        """The end of the retention, as a time."""
+        return parse_time(self.retain_until)
+
+    def describe(self) -> str:
+        """``retained until 2024-05-31T12:00:00Z and under a legal hold``."""
+        parts = [f"retained until {self.retain_until}"] if self.retain_until else []
+        if self.legal_hold:
+            parts.append("under a legal hold")
+        return " and ".join(parts) or "not locked"
+
+    @classmethod
+    def of_status(cls, status: Mapping[str, Any]) -> Lock | None:
+        """The lock a run's status records, None when it records none."""
+        until, hold = status.get("retainUntil"), status.get("legalHold")
+        cond = condition(status.get("conditions"), CONDITION_LOCKED)
+        if until is None and hold is None and cond is None:
+            return None
+        locked = {"True": True, "False": False}.get(str((cond or {}).get("status")))
+        return cls(str(until) if until else None, hold is True, locked)
 
 
 @dataclass(frozen=True)
@@ -118,6 +165,8 @@ class Progress:
     outputs: Mapping[str, str | int] = field(default_factory=dict)
     start_time: str | None = None
     completion_time: str | None = None
+    #: The Object Lock the backup reported, if it asked for one.
+    lock: Lock | None = None
 
     @property
     def final(self) -> bool:
@@ -159,6 +208,7 @@ def progress_of_status(run: Body) -> Progress:
         outputs,
         status.get("startTime"),
         status.get("completionTime"),
+        Lock.of_status(status),
     )
 
 
@@ -209,7 +259,29 @@ def _main_conditions(progress: Progress, spec: Mapping[str, Any]) -> list[Cond]:
         level = compression.get("level")
         text = f"gzip level {level}" if level is not None else "gzip, default level"
         conds.append(Cond(CONDITION_COMPRESSED, "True", Reason.GZIP, text))
+    if progress.lock is not None:
+        conds.append(_locked_condition(progress.lock))
     return conds
+
+
+def _locked_condition(lock: Lock) -> Cond:
+    if lock.locked is None:
+        text = (
+            "the backup's Object Lock outputs are missing or invalid: whether the object is "
+            "locked, and until when, is unknown; look at the Workflow's outputs"
+        )
+        return Cond(CONDITION_LOCKED, "Unknown", Reason.LOCK_NOT_REPORTED, text)
+    if not lock.locked:
+        text = (
+            f"stored but not locked as asked: the object is {lock.describe()}; lock it in S3 "
+            "(aws s3api put-object-retention, put-object-legal-hold) or delete it"
+        )
+        return Cond(CONDITION_LOCKED, "False", Reason.NOT_LOCKED, text)
+    reason = Reason.RETAINED if lock.retain_until else Reason.LEGAL_HOLD
+    text = lock.describe()
+    if lock.legal_hold:
+        text += " (until it is lifted in S3)"
+    return Cond(CONDITION_LOCKED, "True", reason, text)
 
 
 def run_status(
@@ -228,6 +300,10 @@ def run_status(
         "conditions": merge_conditions(_status(run).get("conditions"), wanted, now),
         **progress.outputs,
     }
+    if progress.lock is not None:
+        if progress.lock.retain_until is not None:
+            status["retainUntil"] = progress.lock.retain_until
+        status["legalHold"] = progress.lock.legal_hold
     for key, value in (
         ("workflow", progress.workflow),
         ("startTime", progress.start_time),

@@ -21,6 +21,13 @@ The rules:
 - Failed runs follow ``failedRunsHistoryLimit`` in both modes: a failed run stored nothing to
   restore (its upload was aborted), so a calendar history of them means nothing; they are kept
   to be diagnosed, and for that the newest few are what count.
+- A run whose stored object is under S3 Object Lock is never deleted while the lock holds: before
+  its ``status.retainUntil`` (at that time S3 lets the object go, and so does rotation), and
+  while ``status.legalHold`` is true. It still takes its slot in every rule, so a lock keeps an
+  old run longer and never pushes a newer one out. :attr:`Rotation.recheck_at` is the earliest
+  retain-until date that keeps a run only for its lock: rotating again then deletes it. A legal
+  hold has no end date and the controller cannot see it lifted in S3, so a run kept for one
+  stays until a user, having lifted the hold, deletes the run.
 
 ``retention`` has the semantics of restic's ``forget --keep-*`` (which K8up uses): ``keepLast``
 N keeps the N newest successful runs; ``keepHourly`` N keeps the newest run of each of the N
@@ -87,6 +94,8 @@ class Reason(StrEnum):
     KEEP_WEEKLY = "retention.keepWeekly"
     KEEP_MONTHLY = "retention.keepMonthly"
     KEEP_YEARLY = "retention.keepYearly"
+    #: The stored object is under S3 Object Lock (a retention not ended, or a legal hold).
+    LOCKED = "locked"
 
 
 @dataclass(frozen=True)
@@ -99,10 +108,24 @@ class RunRecord:
     started_at: datetime
     #: Annotated ``backup-operator.io/keep``.
     keep: bool = False
+    #: Object Lock: the stored object cannot be deleted before this time (timezone-aware).
+    retain_until: datetime | None = None
+    #: Object Lock: the stored object is under a legal hold.
+    legal_hold: bool = False
 
     def __post_init__(self) -> None:
-        if self.started_at.utcoffset() is None:
-            raise ValueError(f"run {self.name!r}: started_at must be timezone-aware")
+        for field, value in (("started_at", self.started_at), ("retain_until", self.retain_until)):
+            if value is not None and value.utcoffset() is None:
+                raise ValueError(f"run {self.name!r}: {field} must be timezone-aware")
+
+    def locked(self, now: datetime | None) -> bool:
+        """Whether the stored object's lock still forbids deleting it at ``now`` (with no
+        ``now``, any lock recorded does: rotation never deletes what it cannot tell is free)."""
+        if self.legal_hold:
+            return True
+        if self.retain_until is None:
+            return False
+        return now is None or now < self.retain_until
 
     @classmethod
     def of(cls, run: BackupRun) -> RunRecord:
@@ -121,11 +144,16 @@ class RunRecord:
         elif started.utcoffset() is None:  # Kubernetes writes UTC, with or without the "Z"
             started = started.replace(tzinfo=UTC)
         pin = (run.metadata.annotations or {}).get(ANNOTATION_KEEP)
+        until = status.retain_until if status is not None else None
+        if until is not None and until.utcoffset() is None:
+            until = until.replace(tzinfo=UTC)
         return cls(
             name=run.metadata.name,
             outcome=Outcome.of_phase(status.phase if status is not None else None),
             started_at=started,
             keep=pin is not None and pin.strip().lower() != "false",
+            retain_until=until,
+            legal_hold=bool(status is not None and status.legal_hold),
         )
 
 
@@ -185,6 +213,9 @@ class Rotation:
 
     delete: tuple[str, ...]
     keep: tuple[Kept, ...]
+    #: The earliest retain-until date of a run kept only for its Object Lock: rotate again
+    #: then. None: no run waits for its lock to end (a legal hold has no date).
+    recheck_at: datetime | None = None
 
 
 _Period = Callable[[RunRecord], Hashable]
@@ -230,8 +261,13 @@ def _newest_per_period(
             count -= 1
 
 
-def rotate(runs: Iterable[RunRecord], policy: RotationPolicy) -> Rotation:
-    """Which of one schedule's runs to delete, and why each other one is kept."""
+def rotate(
+    runs: Iterable[RunRecord], policy: RotationPolicy, *, now: datetime | None = None
+) -> Rotation:
+    """Which of one schedule's runs to delete, and why each other one is kept.
+
+    ``now`` decides which Object Locks still hold; without it, every lock recorded does.
+    """
     ordered = sorted(runs, key=lambda run: (run.started_at, run.name), reverse=True)
     reasons: dict[str, set[Reason]] = {}
     for run in ordered:
@@ -255,6 +291,14 @@ def rotate(runs: Iterable[RunRecord], policy: RotationPolicy) -> Rotation:
             mark(_newest_per_period(rotating, count, period), reason)
     failed = [r for r in ordered if r.outcome is Outcome.FAILED and not r.keep]
     mark(failed[: policy.failed_limit], Reason.FAILED_LIMIT)
+    # Last: a run that no other rule keeps is kept only for its lock, and goes when it ends.
+    locked = [r for r in ordered if r.locked(now)]
+    ends = [
+        r.retain_until
+        for r in locked
+        if not reasons[r.name] and not r.legal_hold and r.retain_until is not None
+    ]
+    mark(locked, Reason.LOCKED)
     return Rotation(
         delete=tuple(run.name for run in ordered if not reasons[run.name]),
         keep=tuple(
@@ -262,4 +306,5 @@ def rotate(runs: Iterable[RunRecord], policy: RotationPolicy) -> Rotation:
             for run in ordered
             if reasons[run.name]
         ),
+        recheck_at=min(ends, default=None),
     )

@@ -22,6 +22,14 @@ server returns them, to a :class:`~generator.controller.plan.Plan`:
   deleted and final, its stored object is deleted, then the finalizer removed. A run that never
   stored anything just lets go; a failed attempt (``storage_error``) keeps the finalizer and says
   why in the status, and the plan asks to be retried.
+- S3 Object Lock: a stored object whose recorded ``retainUntil`` is still ahead is not deleted
+  before that date: the finalizer stays, ``StoredObjectDeleted`` is False with reason
+  ``Locked`` saying until when, and the plan asks to be reconciled at that time, when the
+  object is deleted as any other. A legal hold alone does not hold the deletion back: it has
+  no end the controller could see, so deleting the run is taken as the user's word that the
+  hold was lifted. A deletion S3 refuses for a lock (a retention longer than recorded, a hold
+  still on) is reported with reason ``Locked`` and tried again after
+  :data:`LOCKED_RETRY_SECONDS`, not every :data:`DELETE_RETRY_SECONDS`.
 - The restore annotation: see :mod:`generator.controller.restores`.
 
 The order of a plan: finalizer added, objects created, status, Events, annotations, stored
@@ -86,12 +94,24 @@ from generator.controller.workflow_status import mirror_workflow
 from generator.errors import ValidationFailed
 from generator.render import render_run
 
-__all__ = ["DELETE_RETRY_SECONDS", "WAIT_RETRY_SECONDS", "reconcile_run"]
+__all__ = [
+    "DELETE_RETRY_SECONDS",
+    "LOCKED_RETRY_SECONDS",
+    "WAIT_RETRY_SECONDS",
+    "reconcile_run",
+]
 
 #: How soon a deletion that failed is tried again.
 DELETE_RETRY_SECONDS = 30.0
 #: How soon a run that waits (for its storage, or for an old Workflow to go) looks again.
 WAIT_RETRY_SECONDS = 10.0
+#: How soon a deletion S3 refused for an Object Lock is tried again: a lock lasts days.
+LOCKED_RETRY_SECONDS = 3600.0
+#: The soonest a deletion waiting for a lock to end is tried (S3 keeps whole seconds).
+LOCK_END_MIN_SECONDS = 1.0
+#: What S3 (AccessDenied) and S3-compatible servers (MinIO: "Object is WORM protected")
+#: answer a deletion of a locked object version, as the object store's message quotes it.
+_LOCK_REFUSALS = ("AccessDenied", "ObjectLocked", "WORM protected")
 
 
 @dataclass
@@ -188,12 +208,52 @@ class _Release:
     requeue: list[float] = field(default_factory=list)
 
 
+def _locked_release(
+    where: str, progress: Progress, storage_error: str | None, now: datetime
+) -> _Release | None:
+    """Why the stored object is not deleted yet for its Object Lock, or None if the lock is
+    no reason (there is none, it has ended, or S3 refused the deletion for something else)."""
+    lock = progress.lock
+    if lock is None:
+        return None
+    until = lock.until()
+    keep_run = (
+        f"remove the finalizer {FINALIZER_STORED_OBJECT} to let the run go now and leave "
+        "the object in the bucket"
+    )
+    if until is not None and now < until:
+        text = (
+            f"the stored {where} is locked until {lock.retain_until} (S3 Object Lock): it is "
+            f"deleted then, and the run goes with it; {keep_run}"
+        )
+        cond = Cond(CONDITION_STORED_OBJECT_DELETED, "False", Reason.LOCKED, text)
+        wait = max((until - now).total_seconds(), LOCK_END_MIN_SECONDS)
+        return _Release([cond], requeue=[wait])
+    if storage_error is None or not any(mark in storage_error for mark in _LOCK_REFUSALS):
+        return None
+    recorded = f"it was recorded as {lock.describe()}"
+    lift = (
+        "lift the hold in S3 (aws s3api put-object-legal-hold --legal-hold Status=OFF)"
+        if lock.legal_hold
+        else "wait for the lock to end"
+    )
+    text = (
+        f"S3 refused to delete the stored {where}, as it does for a locked object ({recorded}; "
+        f"a longer retention or a legal hold may have been set since): {storage_error}; "
+        f"retrying every {LOCKED_RETRY_SECONDS:g}s. To delete it, {lift}, or give the "
+        f"credentials the permission it needs; or {keep_run}"
+    )
+    cond = Cond(CONDITION_STORED_OBJECT_DELETED, "False", Reason.LOCKED, text)
+    return _Release([cond], requeue=[LOCKED_RETRY_SECONDS])
+
+
 def _release(
     run: Mapping[str, Any],
     progress: Progress,
     *,
     storage: Mapping[str, Any] | None,
     storage_error: str | None,
+    now: datetime,
 ) -> _Release:
     """A deleted run: delete its stored object (Delete policy), then let it go."""
     ref = ref_of(run)
@@ -208,6 +268,9 @@ def _release(
     if not path:
         return _Release(actions=[let_go])
     where = f"object {path} of BackupStorage {storage_name(run)}"
+    locked = _locked_release(where, progress, storage_error, now)
+    if locked is not None:
+        return locked
     if storage_error is not None:
         text = (
             f"could not delete the stored {where}: {storage_error}; retrying every "
@@ -282,7 +345,7 @@ def reconcile_run(
         deleting=deleting,
     )
     release = (
-        _release(run, step.progress, storage=storage, storage_error=storage_error)
+        _release(run, step.progress, storage=storage, storage_error=storage_error, now=now)
         if deleting
         else _Release()
     )

@@ -13,7 +13,8 @@ BackupRuns labelled with it). In plan order it:
    trigger waits, and the schedule is reconciled again after :data:`TRIGGER_RECHECK_SECONDS`;
 3. rotates the finished runs (:func:`generator.controller.rotation.rotate`): each run to go is
    deleted (a ``retainPolicy: Delete`` run's finalizer deletes its stored object first), then
-   one ``Rotated`` Event names them;
+   one ``Rotated`` Event names them. A run kept only for its Object Lock goes once the lock
+   ends: the plan asks to be reconciled again at the earliest such ``retainUntil``;
 4. writes the status when it changed: ``successfulRuns``, ``failedRuns``, ``active`` (the
    newest :data:`~generator.models.MAX_ACTIVE_RUNS` runs in progress, oldest first),
    ``lastScheduleTime``, ``lastSuccessfulTime`` (neither moves back when rotation deletes runs)
@@ -74,6 +75,7 @@ from generator.models import (
 from generator.render import RenderOptions, render_schedule
 
 __all__ = [
+    "LOCK_RECHECK_MIN_SECONDS",
     "MAX_NAMED_RUNS",
     "TRIGGER_RECHECK_SECONDS",
     "owner_reference",
@@ -83,6 +85,8 @@ __all__ = [
 
 #: How soon a schedule whose trigger waits for its storage is looked at again.
 TRIGGER_RECHECK_SECONDS = 60.0
+#: The soonest a schedule is rotated again for a lock that ends (S3 keeps whole seconds).
+LOCK_RECHECK_MIN_SECONDS = 1.0
 
 #: How many runs a Rotated Event names; the rest are counted.
 MAX_NAMED_RUNS = 10
@@ -136,6 +140,8 @@ def _record(run: Mapping[str, Any]) -> RunRecord:
         outcome=Outcome.of_phase(status.get("phase")),
         started_at=started or _NO_TIME,
         keep=isinstance(pin, str) and pin.strip().lower() != "false",
+        retain_until=parse_time(status.get("retainUntil")),
+        legal_hold=status.get("legalHold") is True,
     )
 
 
@@ -188,22 +194,27 @@ def _ready_event(ref: ObjectRef, previous: object, ready: Cond) -> list[EmitEven
 
 
 def _rotation(
-    schedule: Mapping[str, Any], policy: RotationPolicy, runs: Sequence[Body]
-) -> tuple[Action, ...]:
-    """The runs rotation deletes, and one Event naming them."""
-    rotation = rotate((_record(run) for run in runs), policy)
+    schedule: Mapping[str, Any], policy: RotationPolicy, runs: Sequence[Body], now: datetime
+) -> tuple[tuple[Action, ...], float | None]:
+    """The runs rotation deletes, one Event naming them, and in how many seconds a run kept
+    only for its Object Lock is free to go (rotate again then)."""
+    rotation = rotate((_record(run) for run in runs), policy, now=now)
+    recheck = None
+    if rotation.recheck_at is not None:
+        recheck = max((rotation.recheck_at - now).total_seconds(), LOCK_RECHECK_MIN_SECONDS)
     if not rotation.delete:
-        return ()
+        return (), recheck
     by_name = {str(run["metadata"]["name"]): run for run in runs}
     count = len(rotation.delete)
     message = (
         f"deleted {count} finished run{'s' * (count != 1)} beyond the schedule's history "
         f"rules: {_named(rotation.delete)}"
     )
-    return (
+    deletes: tuple[Action, ...] = (
         *(Delete(_run_ref(by_name[name])) for name in rotation.delete),
         EmitEvent(_schedule_ref(schedule), "Rotated", message),
     )
+    return deletes, recheck
 
 
 def _ready(
@@ -337,12 +348,15 @@ def reconcile_schedule(
     actions += trigger.actions
 
     mine = _of_schedule(runs, ref.name, namespace)
+    delays = [TRIGGER_RECHECK_SECONDS] if trigger.waiting else []
     try:
         policy = RotationPolicy.of(model)
     except ValidationFailed as exc:
         problem = problem or spec_problems(exc)
     else:
-        rotated = _rotation(schedule, policy, mine)
+        rotated, recheck = _rotation(schedule, policy, mine, now)
+        if recheck is not None:
+            delays.append(recheck)
         actions += rotated
         gone = {a.ref.name for a in rotated if isinstance(a, Delete)}
         mine = [run for run in mine if run["metadata"]["name"] not in gone]
@@ -352,7 +366,7 @@ def reconcile_schedule(
     if status != {key: previous[key] for key in _STATUS_KEYS if key in previous}:
         actions.append(ApplyStatus(ref, status))
     actions += _ready_event(ref, previous.get("conditions"), ready)
-    return Plan(tuple(actions), TRIGGER_RECHECK_SECONDS if trigger.waiting else None)
+    return Plan(tuple(actions), min(delays, default=None))
 
 
 _STATUS_KEYS = (

@@ -5,6 +5,11 @@ declared with ``globalName`` (as every backup output is, see :mod:`generator.ren
 ``status.outputs.parameters``, which stays inline when the nodes are offloaded to a database.
 Outputs are read from the global outputs first, then from the nodes.
 
+A backup with Object Lock also reports ``retainUntil``, ``legalHold`` and ``locked``
+(:data:`~streamer.contract.LOCK_OUTPUTS`), read the same way into a
+:class:`~generator.controller.progress.Lock`, for a failed backup too: one stored but not
+locked as asked fails, and its object is kept with whatever lock it carries.
+
 A run is final once its Workflow is Succeeded, Failed or Error. A Succeeded backup that reported
 no path, size or checksum (or an invalid one) is *not* a success: the run is Failed with reason
 ``OutputsMissing`` (a backup nobody can find or check is no backup), and is not Restorable. A
@@ -18,8 +23,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict
 
 from generator.controller.conditions import parse_time, rfc3339
 from generator.controller.names import (
@@ -32,6 +38,7 @@ from generator.controller.names import (
     PHASE_UNKNOWN,
 )
 from generator.controller.progress import (
+    Lock,
     Progress,
     Reason,
     is_final,
@@ -121,6 +128,26 @@ def _valid_outputs(raw: Mapping[str, str]) -> dict[str, str | int]:
     return valid
 
 
+_BOOLEANS = {"true": True, "false": False}
+
+
+def _lock(raw: Mapping[str, str]) -> Lock | None:
+    """The Object Lock outputs, None when the backup reported none (it asked for no lock).
+
+    An invalid retain-until date is dropped, as an invalid output is, and makes whether the
+    object is locked unknown: the run cannot say until when.
+    """
+    until_text = raw.get(Output.RETAIN_UNTIL, "").strip()
+    hold = _BOOLEANS.get(raw.get(Output.LEGAL_HOLD, "").strip().lower())
+    locked = _BOOLEANS.get(raw.get(Output.LOCKED, "").strip().lower())
+    if not until_text and hold is None and locked is None:
+        return None
+    until = parse_time(until_text)
+    if until_text and until is None:
+        locked = None
+    return Lock(rfc3339(until) if until else None, bool(hold), locked)
+
+
 def _offloaded(workflow: Body) -> bool:
     status = _status(workflow)
     return not status.get("nodes") and bool(
@@ -131,13 +158,21 @@ def _offloaded(workflow: Body) -> bool:
 # --- the Workflow's progress ---------------------------------------------------------------
 
 
+class _Times(TypedDict):
+    """The times of a Progress, as its keyword arguments."""
+
+    start_time: str | None
+    completion_time: str | None
+
+
 def _failure_text(name: str, what: str, message: object) -> str:
     return f"Workflow {name} {what}: {message}" if message else f"Workflow {name} {what}"
 
 
-def _succeeded(workflow: Body, run: Body, times: dict[str, str | None]) -> Progress:
+def _succeeded(workflow: Body, run: Body, times: _Times) -> Progress:
     name = _name(workflow)
-    outputs = _valid_outputs(workflow_outputs(workflow))
+    raw = workflow_outputs(workflow)
+    outputs, lock = _valid_outputs(raw), _lock(raw)
     if not _spec(run).get("backup"):
         path = str(_spec(run).get("storage", {}).get("path", ""))
         text = f"restored {path}" if path else "restore completed"
@@ -154,10 +189,12 @@ def _succeeded(workflow: Body, run: Body, times: dict[str, str | None]) -> Progr
             f"invalid ({where}): the backup cannot be located or checked, so it is not "
             "counted as a success; run it again"
         )
-        return Progress(PHASE_FAILED, Reason.OUTPUTS_MISSING, text, name, outputs, **times)
+        progress = Progress(PHASE_FAILED, Reason.OUTPUTS_MISSING, text, name, outputs, **times)
+        return replace(progress, lock=lock)
     url, size, sha256 = (outputs[o] for o in (Output.URL, Output.SIZE, Output.SHA256))
     text = f"stored {url} ({size}, sha256 {sha256})"
-    return Progress(PHASE_SUCCEEDED, Reason.WORKFLOW_SUCCEEDED, text, name, outputs, **times)
+    progress = Progress(PHASE_SUCCEEDED, Reason.WORKFLOW_SUCCEEDED, text, name, outputs, **times)
+    return replace(progress, lock=lock)
 
 
 def _progress(workflow: Body, run: Body, now: datetime) -> Progress:
@@ -167,7 +204,7 @@ def _progress(workflow: Body, run: Body, now: datetime) -> Progress:
     started = parse_time(status.get("startedAt"))
     finished = parse_time(status.get("finishedAt"))
     start = rfc3339(started) if started else None
-    times: dict[str, str | None] = {
+    times: _Times = {
         "start_time": start,
         "completion_time": rfc3339(finished) if finished else None,
     }
@@ -177,13 +214,16 @@ def _progress(workflow: Body, run: Body, now: datetime) -> Progress:
         return Progress(PHASE_FAILED, Reason.WORKFLOW_DELETED, text, name, {}, start, rfc3339(now))
     if phase == PHASE_SUCCEEDED:
         return _succeeded(workflow, run, times)
-    outputs = _valid_outputs(workflow_outputs(workflow)) if phase in COMPLETED else {}
+    raw = workflow_outputs(workflow) if phase in COMPLETED else {}
+    outputs, lock = _valid_outputs(raw), _lock(raw)
     if phase == PHASE_FAILED:
         text = _failure_text(name, "failed", status.get("message"))
-        return Progress(PHASE_FAILED, Reason.WORKFLOW_FAILED, text, name, outputs, **times)
+        progress = Progress(PHASE_FAILED, Reason.WORKFLOW_FAILED, text, name, outputs, **times)
+        return replace(progress, lock=lock)
     if phase == PHASE_ERROR:
         text = _failure_text(name, "errored", status.get("message"))
-        return Progress(PHASE_ERROR, Reason.WORKFLOW_ERROR, text, name, outputs, **times)
+        progress = Progress(PHASE_ERROR, Reason.WORKFLOW_ERROR, text, name, outputs, **times)
+        return replace(progress, lock=lock)
     if phase == PHASE_RUNNING:
         return Progress(
             PHASE_RUNNING, Reason.WORKFLOW_RUNNING, f"Workflow {name} is running", name, {}, start

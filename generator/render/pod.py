@@ -28,9 +28,10 @@ from generator.models import (
     BackupRunSpec,
     BackupStorage,
     Compression,
+    ObjectLock,
 )
 from generator.podtemplate import PodSpec
-from streamer.contract import ENCODED_TEMPLATE_PREFIX, Env, Flag, Output, Subcommand
+from streamer.contract import ENCODED_TEMPLATE_PREFIX, LOCK_OUTPUTS, Env, Flag, Output, Subcommand
 
 __all__ = [
     "DEADLINE_MARGIN_SECONDS",
@@ -48,6 +49,8 @@ __all__ = [
     "action_template",
     "bucket_url",
     "k8s_literal",
+    "object_lock_of",
+    "output_parameters",
     "workflow_pod_fields",
 ]
 
@@ -68,6 +71,9 @@ PATH_PARAMETER = "path"
 #: Workflow's ``status.outputs.parameters``, which stays inline when the node status is
 #: offloaded; the controller reads a run's results there.
 OUTPUT_PARAMETERS = (Output.PATH, Output.URL, Output.SIZE, Output.SIZE_IN_BYTES, Output.SHA256)
+# A backup with Object Lock also declares streamer.contract.LOCK_OUTPUTS (output_parameters):
+# the streamer writes those files only when it is given a lock, and a declared file it does
+# not write fails the step.
 #: Argo's deadline is a backstop behind the streamer's own ``--deadline``, which stops the
 #: command and aborts the upload cleanly; this margin lets the streamer act first.
 DEADLINE_MARGIN_SECONDS = 60
@@ -113,6 +119,29 @@ class PodContext:
 def k8s_literal(text: str) -> str:
     """Escape ``$(`` and ``$$`` so Kubernetes passes a container argument through unchanged."""
     return re.sub(r"\$(?=[$(])", "$$", text)
+
+
+def object_lock_of(spec: BackupRunSpec, storage: BackupStorage) -> ObjectLock | None:
+    """The lock of a run's backups: its own ``objectLock``, which replaces the storage's whole,
+    else the storage's (a default for every run stored there)."""
+    return spec.object_lock or storage.spec.object_lock
+
+
+def output_parameters(spec: BackupRunSpec, storage: BackupStorage) -> tuple[str, ...]:
+    """The outputs a run's backup declares: LOCK_OUTPUTS too when it is locked."""
+    locked = object_lock_of(spec, storage) is not None
+    return OUTPUT_PARAMETERS + LOCK_OUTPUTS if locked else OUTPUT_PARAMETERS
+
+
+def _lock_args(lock: ObjectLock | None) -> list[str]:
+    if lock is None:
+        return []
+    args: list[str] = []
+    if lock.mode is not None and lock.days is not None:
+        args += [Flag.OBJECT_LOCK_MODE, lock.mode, Flag.OBJECT_LOCK_DAYS, str(lock.days)]
+    if lock.legal_hold:
+        args.append(Flag.LEGAL_HOLD)
+    return args
 
 
 def bucket_url(storage: BackupStorage, key: str = "") -> str:
@@ -181,6 +210,7 @@ def _streamer_args(
             args += [Flag.LEVEL, str(compression.level)]
         for recipient in spec.encryption.recipients if spec.encryption else ():
             args += [Flag.RECIPIENT, recipient]
+        args += _lock_args(object_lock_of(spec, ctx.storage))
         args += [Flag.PATH_TEMPLATE, _path_template(spec.storage.path)]
         for name, value in sorted(ctx.variables.items()):
             args += [Flag.VAR, f"{name}={value}"]
@@ -279,7 +309,7 @@ def action_template(kind: ActionKind, spec: BackupRunSpec, ctx: PodContext) -> m
                     global_name=name,
                     value_from=m.ValueFrom(path=f"{OUTPUTS_DIR}/{name}"),
                 )
-                for name in OUTPUT_PARAMETERS
+                for name in output_parameters(spec, ctx.storage)
             ]
         )
     return m.Template(

@@ -37,6 +37,7 @@ from generator.render.pod import (
     ActionKind,
     PodContext,
     action_template,
+    object_lock_of,
     workflow_pod_fields,
 )
 from streamer import __version__
@@ -97,8 +98,19 @@ def _summary(spec: BackupRunSpec, storage: BackupStorage) -> str:
     return f"BackupStorage `{storage.metadata.name}` (bucket `{bucket}`), {', '.join(parts)}"
 
 
+def _lock_text(spec: BackupRunSpec, storage: BackupStorage) -> str:
+    lock = object_lock_of(spec, storage)
+    if lock is None:
+        return ""
+    parts = [f"{lock.mode} for {lock.days} days"] if lock.mode else []
+    if lock.legal_hold:
+        parts.append("a legal hold")
+    return f", locked with S3 Object Lock ({' and '.join(parts)})"
+
+
 def _backup_text(action: Action, spec: BackupRunSpec, storage: BackupStorage) -> str:
-    return f"Backs up container `{action.container}` to {_summary(spec, storage)}."
+    where = _summary(spec, storage) + _lock_text(spec, storage)
+    return f"Backs up container `{action.container}` to {where}."
 
 
 def _restore_text(action: Action, spec: BackupRunSpec, storage: BackupStorage) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import random
 import zoneinfo
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
@@ -482,3 +483,194 @@ def test_guarantees_hold_over_random_histories() -> None:
         assert rotate(shuffled, policy) == rotation
         survivors = [r for r in runs if r.name not in deleted]
         assert rotate(survivors, policy).delete == (), (runs, policy)
+
+
+# --- S3 Object Lock ----------------------------------------------------------------------------
+
+LOCKED = Reason.LOCKED
+NOW = BASE + timedelta(hours=10)
+
+
+def locked(
+    name: str, outcome: Outcome, at: int, until: int | None = None, hold: bool = False
+) -> RunRecord:
+    """A run at ``at`` hours after BASE whose object is locked until ``until`` hours after it."""
+    retain = BASE + timedelta(hours=until) if until is not None else None
+    time = BASE + timedelta(hours=at)
+    return RunRecord(name, outcome, time, retain_until=retain, legal_hold=hold)
+
+
+def at(hours: int) -> datetime:
+    return BASE + timedelta(hours=hours)
+
+
+LOCK_CASES = [
+    pytest.param(
+        [locked("s1", S, 1, until=100), run("s2", S, 2), run("s3", S, 3)],
+        limits(1, 0),
+        expect(["s2"], {"s3": (NEWEST, SL), "s1": (LOCKED,)}),
+        at(100),
+        id="an-old-locked-run-is-kept-beyond-the-limit-until-its-lock-ends",
+    ),
+    pytest.param(
+        [locked("s1", S, 1, until=9), run("s2", S, 2), run("s3", S, 3)],
+        limits(1, 0),
+        expect(["s2", "s1"], {"s3": (NEWEST, SL)}),
+        None,
+        id="a-lock-that-ended-keeps-nothing",
+    ),
+    pytest.param(
+        [locked("s1", S, 1, until=10), run("s2", S, 2)],
+        limits(0, 0),
+        expect(["s1"], {"s2": (NEWEST,)}),
+        None,
+        id="boundary-retain-until-now-has-ended",
+    ),
+    pytest.param(
+        [locked("s1", S, 1, until=11), run("s2", S, 2)],
+        limits(0, 0),
+        expect([], {"s2": (NEWEST,), "s1": (LOCKED,)}),
+        at(11),
+        id="an-hour-before-the-end-it-holds",
+    ),
+    pytest.param(
+        [locked("s1", S, 1, hold=True), run("s2", S, 2)],
+        limits(0, 0),
+        expect([], {"s2": (NEWEST,), "s1": (LOCKED,)}),
+        None,
+        id="legal-hold-kept-with-no-date-to-wait-for",
+    ),
+    pytest.param(
+        [locked("s1", S, 1, until=5, hold=True), run("s2", S, 2)],
+        limits(0, 0),
+        expect([], {"s2": (NEWEST,), "s1": (LOCKED,)}),
+        None,
+        id="legal-hold-outlasts-an-ended-retention",
+    ),
+    pytest.param(
+        [locked(f"s{i}", S, i, until=100) for i in range(1, 5)],
+        limits(2, 0),
+        expect([], {"s4": (NEWEST, SL, LOCKED), "s3": (SL, LOCKED), "s2": (LOCKED,),
+                    "s1": (LOCKED,)}),
+        at(100),
+        id="locked-runs-take-their-slots",
+    ),
+    pytest.param(
+        [run("s1", S, 1), run("s2", S, 2), locked("s3", S, 3, until=100), run("s4", S, 4)],
+        limits(2, 0),
+        expect(["s2", "s1"], {"s4": (NEWEST, SL), "s3": (SL, LOCKED)}),
+        None,
+        id="a-lock-never-pushes-a-newer-run-out",
+    ),
+    pytest.param(
+        [locked("s1", S, 1, until=300), locked("s2", S, 2, until=200), run("s3", S, 3),
+         locked("s4", S, 4, until=50)],
+        limits(1, 0),
+        expect(["s3"], {"s4": (NEWEST, SL, LOCKED), "s2": (LOCKED,), "s1": (LOCKED,)}),
+        at(200),
+        id="recheck-at-the-earliest-end-of-a-run-kept-only-for-its-lock",
+    ),
+    pytest.param(
+        [locked("f1", F, 1, until=100), run("f2", F, 2), run("s1", S, 3)],
+        limits(1, 0),
+        expect(["f2"], {"s1": (NEWEST, SL), "f1": (LOCKED,)}),
+        at(100),
+        id="a-failed-run-whose-object-is-locked-is-kept",
+    ),
+    pytest.param(
+        [locked("s1", S, 1, until=100), run("s2", S, 2, keep=True), run("s3", S, 3)],
+        limits(0, 0),
+        expect([], {"s3": (NEWEST,), "s2": (PINNED,), "s1": (LOCKED,)}),
+        at(100),
+        id="pinned-and-locked-side-by-side",
+    ),
+    pytest.param(
+        [locked("s1", S, 1, until=100), run("s2", S, 30), run("s3", S, 60)],
+        retention(keepDaily=1),
+        expect(["s2"], {"s3": (NEWEST, DAILY), "s1": (LOCKED,)}),
+        at(100),
+        id="with-calendar-retention",
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("runs", "policy", "expected", "recheck"), LOCK_CASES)
+def test_locked_runs(
+    runs: list[RunRecord], policy: RotationPolicy, expected: Rotation, recheck: datetime | None
+) -> None:
+    rotation = rotate(runs, policy, now=NOW)
+    assert (rotation.delete, rotation.keep) == (expected.delete, expected.keep)
+    assert rotation.recheck_at == recheck
+
+
+def test_once_the_lock_ends_the_run_goes() -> None:
+    runs = [locked("s1", S, 1, until=100), run("s2", S, 2)]
+    assert rotate(runs, limits(0, 0), now=at(99)).delete == ()
+    later = rotate(runs, limits(0, 0), now=at(100))
+    assert later.delete == ("s1",)
+    assert later.recheck_at is None
+
+
+def test_without_a_clock_every_recorded_lock_holds() -> None:
+    runs = [locked("s1", S, 1, until=1), run("s2", S, 2)]
+    rotation = rotate(runs, limits(0, 0))
+    assert rotation.delete == ()
+    assert rotation.recheck_at == at(1)
+
+
+def test_a_run_without_a_lock_is_rotated_as_before() -> None:
+    runs = [run("s1", S, 1), run("s2", S, 2)]
+    assert rotate(runs, limits(0, 0), now=NOW) == expect(["s1"], {"s2": (NEWEST,)})
+
+
+def test_a_naive_retain_until_is_refused() -> None:
+    with pytest.raises(ValueError, match="'a': retain_until must be timezone-aware"):
+        RunRecord("a", S, BASE, retain_until=datetime(2024, 6, 1))
+
+
+@pytest.mark.parametrize(
+    ("status", "until", "hold"),
+    [
+        pytest.param({}, None, False, id="no-lock"),
+        pytest.param({"retainUntil": "2024-05-31T12:00:00Z"},
+                     datetime(2024, 5, 31, 12, tzinfo=UTC), False, id="retention"),
+        pytest.param({"retainUntil": "2024-05-31T12:00:00"},
+                     datetime(2024, 5, 31, 12, tzinfo=UTC), False, id="no-offset-is-utc"),
+        pytest.param({"legalHold": True}, None, True, id="legal-hold"),
+        pytest.param({"legalHold": False}, None, False, id="legal-hold-false"),
+    ],
+)  # fmt: skip
+def test_record_lock(status: dict[str, Any], until: datetime | None, hold: bool) -> None:
+    doc = backup_run(phase="Succeeded").model_dump(by_alias=True, exclude_none=True)
+    doc["status"].update(status)
+    record = RunRecord.of(BackupRun.model_validate(doc))
+    assert (record.retain_until, record.legal_hold) == (until, hold)
+
+
+def test_locked_runs_are_never_deleted_over_random_histories() -> None:
+    rng = random.Random(20240531)
+    for _ in range(1000):
+        runs = [
+            replace(
+                r,
+                retain_until=r.started_at + timedelta(hours=rng.randint(-48, 96))
+                if rng.random() < 0.4
+                else None,
+                legal_hold=rng.random() < 0.1,
+            )
+            for r in _random_runs(rng)
+        ]
+        now = datetime(2020, 12, 25, tzinfo=UTC) + timedelta(hours=rng.randint(0, 24 * 60))
+        policy = _random_policy(rng)
+        rotation = rotate(runs, policy, now=now)
+        deleted = set(rotation.delete)
+        for r in runs:
+            if r.legal_hold or (r.retain_until is not None and now < r.retain_until):
+                assert r.name not in deleted, (r, now)
+        # Without locks the same runs rotate the same, but never keep fewer.
+        plain = rotate([replace(r, retain_until=None, legal_hold=False) for r in runs], policy)
+        assert deleted <= set(plain.delete)
+        if rotation.recheck_at is not None:
+            assert rotation.recheck_at > now
+            later = rotate(runs, policy, now=rotation.recheck_at)
+            assert set(later.delete) > deleted

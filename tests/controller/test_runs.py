@@ -29,7 +29,7 @@ from generator.controller.plan import (
     Plan,
     RemoveFinalizer,
 )
-from generator.controller.runs import DELETE_RETRY_SECONDS, reconcile_run
+from generator.controller.runs import DELETE_RETRY_SECONDS, LOCKED_RETRY_SECONDS, reconcile_run
 from generator.controller.settings import Settings
 from generator.models import ANNOTATION_RESTORE, ANNOTATION_RESTORED_AT
 from tests.conftest import FAKE_SECRET
@@ -825,3 +825,147 @@ def test_a_failed_deletion_is_retried_and_the_run_goes_after_it() -> None:
     settle(world)
     assert ("BackupRun", "db", "nightly") not in world.objects
     assert world.stored == set()
+
+
+# --- the stored-object finalizer and S3 Object Lock --------------------------------------------
+
+UNTIL = "2024-05-31T12:00:00Z"
+#: From NOW (2024-05-01T12:00:00Z) to UNTIL.
+THIRTY_DAYS = 30 * 24 * 3600.0
+ACCESS_DENIED = (
+    "deleting s3://backups/db/nightly-2024-05-01.sql.gz of BackupStorage minio: the bucket "
+    "'backups' does not exist, or is forbidden for the given credentials (AccessDenied on "
+    "DeleteObject of s3://backups/db/nightly-2024-05-01.sql.gz): check the bucket name and "
+    "that the credentials may write and read it"
+)
+
+
+def locked_wf(until: str = UNTIL, hold: str = "false", phase: str = "Succeeded") -> Body:
+    values = outputs(retainUntil=until, legalHold=hold, locked="true")
+    return workflow_status(phase, global_outputs=values)
+
+
+def deleted_locked_run(wf_status: Body) -> Body:
+    """A retainPolicy: Delete run that stored a (locked) object, being deleted."""
+    return run_body(
+        spec=DELETE, finalizers=HELD, deleting=True, status=final_status(DELETE, wf_status)
+    )
+
+
+#: (the run's Workflow, now, storage_error) -> (kinds of the plan's tail, condition reason,
+#: a part of its message, requeue)
+LOCK_FINALIZER_CASES = [
+    pytest.param(locked_wf(), NOW, None, [], "Locked",
+                 f"is locked until {UNTIL} (S3 Object Lock): it is deleted then", THIRTY_DAYS,
+                 id="locked-the-object-is-not-deleted-the-run-waits-until-then"),
+    pytest.param(locked_wf(), NOW + timedelta(days=30) - timedelta(seconds=1), None, [],
+                 "Locked", UNTIL, 1.0, id="a-second-before"),
+    pytest.param(locked_wf(), NOW + timedelta(days=30), None,
+                 ["DeleteStoredObject", "RemoveFinalizer"], None, "", None,
+                 id="boundary-retain-until-now-deletes"),
+    pytest.param(locked_wf(), NOW + timedelta(days=31), None,
+                 ["DeleteStoredObject", "RemoveFinalizer"], None, "", None,
+                 id="after-the-lock-deletes-as-any-other"),
+    pytest.param(locked_wf(until="", hold="true"), NOW, None,
+                 ["DeleteStoredObject", "RemoveFinalizer"], None, "", None,
+                 id="legal-hold-alone-deleting-the-run-is-the-users-word"),
+    pytest.param(locked_wf(hold="true"), NOW, None, [], "Locked", UNTIL, THIRTY_DAYS,
+                 id="retention-and-legal-hold-wait-for-the-retention"),
+    pytest.param(locked_wf(phase="Failed"), NOW, None, [], "Locked", UNTIL, THIRTY_DAYS,
+                 id="a-failed-backup-whose-object-is-locked-waits-too"),
+    pytest.param(locked_wf(), NOW + timedelta(days=31), ACCESS_DENIED, [], "Locked",
+                 "S3 refused to delete the stored object db/nightly-2024-05-01.sql.gz of "
+                 f"BackupStorage minio, as it does for a locked object (it was recorded as "
+                 f"retained until {UNTIL}; a longer retention or a legal hold may have been set "
+                 "since)", LOCKED_RETRY_SECONDS,
+                 id="access-denied-after-the-recorded-lock-is-reported-as-a-lock-not-retried-hot"),
+    pytest.param(locked_wf(until="", hold="true"), NOW, ACCESS_DENIED, [], "Locked",
+                 "lift the hold in S3 (aws s3api put-object-legal-hold --legal-hold Status=OFF)",
+                 LOCKED_RETRY_SECONDS, id="access-denied-under-a-legal-hold-says-how-to-lift-it"),
+    pytest.param(locked_wf(), NOW + timedelta(days=31),
+                 "DeleteObject of s3://backups/k failed: InvalidRequest (HTTP 400): Object is "
+                 "WORM protected and cannot be overwritten", [], "Locked", "WORM protected",
+                 LOCKED_RETRY_SECONDS, id="a-minio-refusal-too"),
+    pytest.param(locked_wf(), NOW + timedelta(days=31), "connection refused", [],
+                 "DeleteFailed", "connection refused", DELETE_RETRY_SECONDS,
+                 id="another-failure-of-a-locked-run-is-retried-as-before"),
+    pytest.param(SUCCEEDED_WF, NOW, ACCESS_DENIED, [], "DeleteFailed", "AccessDenied",
+                 DELETE_RETRY_SECONDS, id="access-denied-on-a-run-with-no-lock-as-before"),
+    pytest.param(SUCCEEDED_WF, NOW, None, ["DeleteStoredObject", "RemoveFinalizer"], None, "",
+                 None, id="no-lock"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("wf_status", "now", "error", "tail", "reason", "message", "requeue"), LOCK_FINALIZER_CASES
+)
+def test_the_delete_finalizer_respects_the_lock(
+    wf_status: Body,
+    now: Any,
+    error: str | None,
+    tail: list[str],
+    reason: str | None,
+    message: str,
+    requeue: float | None,
+) -> None:
+    run = deleted_locked_run(wf_status)
+    plan = reconcile(run, workflow=workflow_body(status=wf_status), storage_error=error, now=now)
+    deletes = [k for k in kinds(plan) if k in ("DeleteStoredObject", "RemoveFinalizer")]
+    assert deletes == tail
+    assert plan.requeue_after == requeue
+    if reason is None:
+        return
+    cond = condition_of(status_of(plan), "StoredObjectDeleted")
+    assert (cond["status"], cond["reason"]) == ("False", reason)
+    assert message in cond["message"], cond["message"]
+    assert [(e.reason, e.type) for e in actions_of(plan, EmitEvent)] == [(reason, "Warning")]
+
+
+def test_a_locked_run_waits_once_without_writing_again() -> None:
+    run = deleted_locked_run(locked_wf())
+    plan = reconcile(run)
+    again = reconcile(
+        run_body(spec=DELETE, finalizers=HELD, deleting=True, status=status_of(plan)),
+        now=NOW + timedelta(days=1),
+    )
+    assert again.actions == ()  # the condition does not say how long is left: no rewrite
+    assert again.requeue_after == THIRTY_DAYS - 24 * 3600.0
+
+
+def test_a_deleted_locked_run_goes_with_its_object_once_the_lock_ends() -> None:
+    world = World()
+    world.put(storage_body())
+    world.put(deleted_locked_run(locked_wf()))
+    world.stored.add(("minio", PATH))
+
+    def at(now: Any) -> Plan:
+        run = world.get("BackupRun", "nightly", NAMESPACE)
+        assert run is not None
+        plan = reconcile_run(
+            run,
+            storage=world.get("BackupStorage", "minio", None),
+            workflow=None,
+            restore_workflow=None,
+            storage_error=None,
+            settings=SETTINGS,
+            now=now,
+        )
+        world.carry_out(plan)
+        return plan
+
+    waiting = at(NOW)
+    assert waiting.requeue_after == THIRTY_DAYS
+    assert world.stored == {("minio", PATH)}
+    assert world.get("BackupRun", "nightly", NAMESPACE) is not None
+    at(NOW + timedelta(seconds=THIRTY_DAYS))
+    assert world.stored == set()
+    assert world.stored_deleted == [("minio", PATH)]
+    assert world.get("BackupRun", "nightly", NAMESPACE) is None
+
+
+def test_a_retained_locked_run_lets_go_and_leaves_the_object() -> None:
+    spec = run_spec(retainPolicy="Retain")
+    run = run_body(
+        spec=spec, finalizers=HELD, deleting=True, status=final_status(spec, locked_wf())
+    )
+    assert kinds(reconcile(run)) == ["RemoveFinalizer"]

@@ -6,6 +6,7 @@ annotation, Events on transitions only, and a restart after any prefix of each p
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -682,3 +683,119 @@ def test_render_options_for_the_controller(
         }
         assert names == {secret_name}
     assert objects[0]["spec"]["workflowMetadata"].get("finalizers") == finalizers
+
+
+# --- rotation and S3 Object Lock ---------------------------------------------------------------
+
+
+def locked_run(name: str, at: float, until: float | None = None, hold: bool = False) -> Body:
+    """A successful run ``at`` hours after BASE, its object locked until ``until`` hours."""
+    body = run(name, "Succeeded", at, finalizers=[FINALIZER_STORED_OBJECT])
+    if until is not None:
+        body["status"]["retainUntil"] = stamp(until)
+    body["status"]["legalHold"] = hold
+    return body
+
+
+#: NOW is 12 hours after BASE: a lock until ``stamp(36)`` ends in 24 hours.
+DAY = 24 * 3600.0
+
+LOCK_ROTATION_CASES = [
+    pytest.param(
+        [locked_run("s1", 1, until=36), locked_run("s2", 2), locked_run("s3", 3)],
+        ["s2"],
+        DAY,
+        id="a-locked-run-is-kept-and-the-schedule-rotates-again-when-the-lock-ends",
+    ),
+    pytest.param(
+        [locked_run("s1", 1, until=12), locked_run("s2", 2), locked_run("s3", 3)],
+        ["s2", "s1"],
+        None,
+        id="boundary-a-lock-ending-now-has-ended",
+    ),
+    pytest.param(
+        [locked_run("s1", 1, until=11), locked_run("s2", 2), locked_run("s3", 3)],
+        ["s2", "s1"],
+        None,
+        id="a-lock-that-ended-keeps-nothing",
+    ),
+    pytest.param(
+        [locked_run("s1", 1, hold=True), locked_run("s2", 2), locked_run("s3", 3)],
+        ["s2"],
+        None,
+        id="a-legal-hold-is-kept-with-no-date-to-wait-for",
+    ),
+    pytest.param(
+        [locked_run("s1", 1, until=60), locked_run("s2", 2, until=36), locked_run("s3", 3)],
+        [],
+        DAY,
+        id="the-earliest-end-is-the-one-waited-for",
+    ),
+    pytest.param(
+        [locked_run("s1", 1), locked_run("s2", 2), locked_run("s3", 3, until=36)],
+        ["s2", "s1"],
+        None,
+        id="a-lock-on-a-run-the-limits-keep-is-no-reason-to-come-back",
+    ),
+    pytest.param(
+        [run("s1", "Succeeded", 1), run("s2", "Succeeded", 2), run("s3", "Succeeded", 3)],
+        ["s2", "s1"],
+        None,
+        id="no-lock",
+    ),
+]
+
+
+@pytest.mark.parametrize(("runs", "deleted", "requeue"), LOCK_ROTATION_CASES)
+def test_rotation_keeps_locked_runs_and_comes_back_when_the_lock_ends(
+    runs: list[Body], deleted: list[str], requeue: float | None
+) -> None:
+    plan = plan_for(schedule(successfulRunsHistoryLimit=1), runs=runs)
+    assert [d.ref.name for d in of(plan, Delete)] == deleted
+    assert plan.requeue_after == requeue
+
+
+def test_once_the_lock_ends_the_run_is_rotated() -> None:
+    runs = [locked_run("s1", 1, until=36), locked_run("s2", 2)]
+    body = schedule(successfulRunsHistoryLimit=0)
+    waiting = plan_for(body, runs=runs)
+    assert of(waiting, Delete) == []
+    assert waiting.requeue_after == DAY
+    later = plan_for(body, runs=runs, now=NOW + timedelta(seconds=DAY))
+    assert [d.ref.name for d in of(later, Delete)] == ["s1"]
+    assert later.requeue_after is None
+
+
+def test_a_lock_and_a_waiting_trigger_requeue_at_the_sooner() -> None:
+    runs = [locked_run("s1", 1, until=12.5), locked_run("s2", 2), locked_run("s3", 3)]
+    assert plan_for(schedule(), runs=runs).requeue_after == 1800.0
+    waiting = schedule(annotations={ANNOTATION_TRIGGER: "now"})
+    plan = plan_for(waiting, store=storage(ready=None), runs=runs)
+    assert plan.requeue_after == TRIGGER_RECHECK_SECONDS
+
+
+def test_a_locked_run_rotated_through_the_world_waits_then_goes() -> None:
+    runs = [locked_run(f"s{i}", i, until=36 if i == 1 else None) for i in range(1, 5)]
+    world = check_restart_safe(World.of(schedule(), storage(), *runs), reconcile_world)
+
+    def deleted(world: World) -> list[str]:
+        return sorted(
+            b["metadata"]["name"]
+            for b in world.of_kind("BackupRun")
+            if b["metadata"].get("deletionTimestamp")
+        )
+
+    assert deleted(world) == ["s2"]  # s1 is kept for its lock, s3 and s4 by the limit
+
+    def a_day_later(world: World) -> Plan:
+        return reconcile_schedule(
+            world.get("BackupSchedule", "nightly", NAMESPACE) or {},
+            storage=world.get("BackupStorage", "minio", None),
+            runs=world.of_kind("BackupRun"),
+            settings=SETTINGS,
+            now=NOW + timedelta(seconds=DAY),
+        )
+
+    world.carry_out(a_day_later(world))
+    settle(world, a_day_later)
+    assert deleted(world) == ["s1", "s2"]

@@ -483,3 +483,109 @@ def test_events_only_on_transitions(
     events = run_events(REF, _status(old), _status(new))
     assert [(e.reason, e.type) for e in events] == expected
     assert all(isinstance(e, EmitEvent) and e.regarding == REF and e.message for e in events)
+
+
+# --- S3 Object Lock ------------------------------------------------------------------------
+
+UNTIL = "2024-05-31T12:00:00Z"
+
+
+def locked_outputs(until: str = UNTIL, hold: str = "false", locked: str | None = "true") -> Any:
+    return outputs(retainUntil=until, legalHold=hold, locked=locked)
+
+
+#: (Workflow status, status.retainUntil, status.legalHold, Locked: (status, reason, message))
+LOCK_CASES = [
+    pytest.param(workflow_status("Succeeded", global_outputs=OUT), None, None, None,
+                 id="no-lock-asked-no-fields-no-condition"),
+    pytest.param(workflow_status("Succeeded", global_outputs=locked_outputs()), UNTIL, False,
+                 ("True", "Retained", f"retained until {UNTIL}"), id="retention"),
+    pytest.param(workflow_status("Succeeded", global_outputs=locked_outputs(hold="true")),
+                 UNTIL, True,
+                 ("True", "Retained",
+                  f"retained until {UNTIL} and under a legal hold (until it is lifted in S3)"),
+                 id="retention-and-legal-hold"),
+    pytest.param(workflow_status("Succeeded", global_outputs=locked_outputs("", "true")),
+                 None, True, ("True", "LegalHold", "under a legal hold (until it is lifted"),
+                 id="legal-hold-alone"),
+    pytest.param(workflow_status("Succeeded", node_outputs=locked_outputs()), UNTIL, False,
+                 ("True", "Retained", UNTIL), id="from-the-node"),
+    pytest.param(workflow_status("Succeeded",
+                                 global_outputs=locked_outputs("2024-05-31T14:00:00+02:00")),
+                 UNTIL, False, ("True", "Retained", UNTIL), id="an-offset-is-written-in-utc"),
+    pytest.param(workflow_status("Failed", message="stored but NOT locked",
+                                 global_outputs=locked_outputs("", "false", "false")),
+                 None, False,
+                 ("False", "NotLocked", "stored but not locked as asked: the object is not "
+                  "locked; lock it in S3"), id="stored-but-not-locked"),
+    pytest.param(workflow_status("Failed", global_outputs=locked_outputs(hold="false",
+                                                                         locked="false")),
+                 UNTIL, False,
+                 ("False", "NotLocked", f"the object is retained until {UNTIL};"),
+                 id="not-locked-as-asked-but-retained"),
+    pytest.param(workflow_status("Succeeded", global_outputs=locked_outputs(locked=None)),
+                 UNTIL, False, ("Unknown", "LockNotReported", "missing or invalid"),
+                 id="locked-not-reported"),
+    pytest.param(workflow_status("Succeeded", global_outputs=locked_outputs(until="soon")),
+                 None, False, ("Unknown", "LockNotReported", "until when, is unknown"),
+                 id="invalid-date-is-dropped-and-makes-it-unknown"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("wf_status", "until", "hold", "locked"), LOCK_CASES)
+def test_the_lock_a_backup_reported_is_in_the_status(
+    wf_status: dict[str, Any],
+    until: str | None,
+    hold: bool | None,
+    locked: tuple[str, str, str] | None,
+) -> None:
+    status = status_for(workflow_body(status=wf_status))
+    assert status.get("retainUntil") == until
+    assert status.get("legalHold") == hold
+    if locked is None:
+        assert "Locked" not in types(status)
+        return
+    cond = condition_of(status, "Locked")
+    assert (cond["status"], cond["reason"]) == locked[:2]
+    assert locked[2] in cond["message"], cond["message"]
+
+
+def test_a_backup_not_locked_as_asked_is_failed_with_its_path_kept() -> None:
+    wf = workflow_status("Failed", global_outputs=locked_outputs(locked="false"))
+    status = status_for(workflow_body(status=wf))
+    assert status["phase"] == "Failed"
+    assert status["path"] == PATH  # the object was kept: a Delete finalizer must find it
+    assert status["retainUntil"] == UNTIL
+
+
+def test_a_running_backup_has_no_lock_yet() -> None:
+    wf = workflow_status("Running", global_outputs=locked_outputs())
+    status = status_for(workflow_body(status=wf))
+    assert "retainUntil" not in status
+    assert "Locked" not in types(status)
+
+
+@pytest.mark.parametrize(
+    "wf_status",
+    [
+        pytest.param(workflow_status("Succeeded", global_outputs=locked_outputs()), id="retained"),
+        pytest.param(
+            workflow_status("Succeeded", global_outputs=locked_outputs("", "true")),
+            id="legal-hold",
+        ),
+        pytest.param(
+            workflow_status("Failed", global_outputs=locked_outputs(locked="false")),
+            id="not-locked",
+        ),
+        pytest.param(
+            workflow_status("Succeeded", global_outputs=locked_outputs(locked=None)),
+            id="unknown",
+        ),
+    ],
+)
+def test_a_final_run_keeps_its_lock(wf_status: dict[str, Any]) -> None:
+    recorded = status_for(workflow_body(status=wf_status))
+    run = run_body(status=recorded)
+    assert run_status(progress_of_status(run), run, NOW + timedelta(days=40)) == recorded
+    later = workflow_body(status=workflow_status("Succeeded", global_outputs=OUT))
+    assert status_for(later, run) == recorded

@@ -30,6 +30,7 @@ from generator.render.pod import OUTPUT_PARAMETERS, OUTPUTS_DIR
 from streamer.cli import main as streamer
 from streamer.contract import (
     ENCODED_TEMPLATE_PREFIX,
+    LOCK_OUTPUTS,
     OUTPUTS,
     Env,
     Flag,
@@ -94,12 +95,18 @@ def test_a_backup_writes_exactly_the_outputs_of_the_contract(
 
 
 def test_outputs_are_listed_once() -> None:
-    assert len(set(OUTPUTS)) == len(OUTPUTS)
+    assert len(set(OUTPUTS + LOCK_OUTPUTS)) == len(OUTPUTS) + len(LOCK_OUTPUTS)
     assert set(OUTPUT_PARAMETERS) <= set(OUTPUTS)
+
+
+def _locked(args: list[str]) -> bool:
+    """Whether a command line asks for Object Lock (the streamer then writes LOCK_OUTPUTS)."""
+    return bool({Flag.OBJECT_LOCK_MODE, Flag.LEGAL_HOLD} & set(_options(args)))
 
 
 def test_every_output_parameter_is_a_file_the_streamer_writes_and_has_no_default() -> None:
     declared = 0
+    locked = 0
     for name, template in TEMPLATES:
         parameters = (template.get("outputs") or {}).get("parameters", [])
         if not parameters:
@@ -108,8 +115,15 @@ def test_every_output_parameter_is_a_file_the_streamer_writes_and_has_no_default
         assert _options(container["args"])[:1] == [Subcommand.BACKUP], name
         assert container["args"][container["args"].index(Flag.OUTPUTS) + 1] == OUTPUTS_DIR, name
         assert OUTPUTS_DIR in [m["mountPath"] for m in container["volumeMounts"]], name
+        # LOCK_OUTPUTS are written by a backup given a lock, and only by one: declared for
+        # another, they would fail its step (no default).
+        names = {p["name"] for p in parameters}
+        if _locked(container["args"]):
+            assert set(LOCK_OUTPUTS) <= names, name
+            locked += 1
+        written = set(OUTPUTS) | (set(LOCK_OUTPUTS) if _locked(container["args"]) else set())
         for parameter in parameters:
-            assert parameter["name"] in OUTPUTS, name
+            assert parameter["name"] in written, name
             # Exactly the path: a default would turn a file the streamer stopped writing into
             # an empty parameter instead of a failed step.
             assert parameter["valueFrom"] == {"path": f"{OUTPUTS_DIR}/{parameter['name']}"}, name
@@ -117,6 +131,7 @@ def test_every_output_parameter_is_a_file_the_streamer_writes_and_has_no_default
         used = re.findall(r"\{\{outputs\.parameters\.([^}]+)\}\}", json.dumps(template))
         assert set(used) <= {p["name"] for p in parameters}, name
     assert declared >= len(OUTPUT_PARAMETERS)
+    assert locked, "no golden case renders a locked backup"
 
 
 # --- command lines -----------------------------------------------------------------------------
