@@ -215,7 +215,28 @@ def encrypt(reader: _Readable, writer: _Writable, recipients: Sequence[Recipient
 def decrypt(
     reader: _Readable, writer: _Writable, identities: Sequence[Identity], what: str
 ) -> None:
-    """Decrypt the age file ``reader`` gives into ``writer``; ``what`` names it in errors."""
+    """Decrypt the age file ``reader`` gives into ``writer``; ``what`` names it in errors.
+
+    A binary file for X25519 identities is decrypted by :mod:`streamer.stages.age_x25519`
+    (OpenSSL, a block at a time); any other file, or one whose header that module leaves
+    alone, by pyrage, from its first byte.
+    """
+    # Imported here: only restore and verify decrypt, and a backup need not load OpenSSL.
+    from streamer.stages import age_x25519
+
+    keys = age_x25519.x25519_keys(identities)
+    if keys is not None:
+        opened = age_x25519.open_payload(reader, keys, BLOCK)
+        if isinstance(opened, age_x25519.Payload):
+            opened.decrypt(writer, BLOCK, what)
+            return
+        reader = opened
+    _pyrage_decrypt(reader, writer, identities, what)
+
+
+def _pyrage_decrypt(
+    reader: _Readable, writer: _Writable, identities: Sequence[Identity], what: str
+) -> None:
     keep = _KeepErrors()
     try:
         out = keep.writer(writer)
