@@ -45,7 +45,7 @@ from generator.controller.plan import (
     RemoveFinalizer,
     ref_of,
 )
-from generator.controller.progress import owned_status, run_events
+from generator.controller.progress import is_final, owned_status, run_events
 from generator.controller.settings import Settings
 from generator.controller.workflow_status import run_status_from_workflow
 from generator.models import API_VERSION, LABEL_SCHEDULE, LABEL_STORAGE, BackupRun
@@ -128,8 +128,13 @@ def record_workflow(
         return Plan((*release, warning))
     record = run if run is not None else record_body(workflow, schedule)
     actions: list[Action] = [] if run is not None else [Apply(record)]
-    status, requeue = run_status_from_workflow(workflow, record, settings=settings, now=now)
     before = owned_status(record)
+    if is_final(record):
+        # Its end is recorded: from then on the status is the run's own reconcile's, which
+        # adds to it (a restore's condition and time), and is not written again from here.
+        status, requeue = before, None
+    else:
+        status, requeue = run_status_from_workflow(workflow, record, settings=settings, now=now)
     ref = ref_of(record)
     if status != before:
         actions.append(ApplyStatus(ref, status))
