@@ -33,10 +33,12 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import random
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -94,6 +96,10 @@ RESOURCES: Mapping[tuple[str, str], tuple[str, bool]] = {
 }
 #: Connect and read timeouts of one request, in seconds.
 REQUEST_TIMEOUT = (5.0, 30.0)
+#: How often the loaded credentials are refreshed (see _refreshed_at_most_every).
+REFRESH_EVERY = 1.0
+#: Objects per request of a listing.
+LIST_PAGE = 500
 #: Tries of one request (or one read-modify-write) whose failure is temporary.
 ATTEMPTS = 4
 #: The first retry waits up to this long (full jitter), doubling up to MAX_DELAY.
@@ -141,7 +147,7 @@ def load_configuration(kubeconfig: str | None = None) -> k8s_client.Configuratio
     if kubeconfig is None:
         try:
             k8s_config.load_incluster_config(client_configuration=configuration)
-            return configuration
+            return _refreshed_at_most_every(configuration, REFRESH_EVERY)
         except k8s_config.ConfigException:
             pass
     try:
@@ -157,6 +163,31 @@ def load_configuration(kubeconfig: str | None = None) -> k8s_client.Configuratio
             f"no Kubernetes configuration: not in a cluster, and no usable kubeconfig at "
             f"{where} ({detail}); set KUBECONFIG or run in a Pod"
         ) from None
+    return _refreshed_at_most_every(configuration, REFRESH_EVERY)
+
+
+def _refreshed_at_most_every(
+    configuration: k8s_client.Configuration, seconds: float
+) -> k8s_client.Configuration:
+    """The loaders' credentials refresh, run at most every ``seconds``, not before every
+    request: it sets the whole configuration again each time (the host setter reads every
+    proxy variable of the environment), ~0.2 ms of each request. Tokens expire in minutes."""
+    hook = configuration.refresh_api_key_hook
+    if hook is None:
+        return configuration
+    lock = threading.Lock()
+    last = [-math.inf]
+
+    def refresh(config: k8s_client.Configuration) -> None:
+        with lock:
+            now = time.monotonic()
+            if now - last[0] < seconds:
+                return
+            last[0] = now
+            hook(config)
+            config.refresh_api_key_hook = refresh  # the loader's hook puts itself back
+
+    configuration.refresh_api_key_hook = refresh
     return configuration
 
 
@@ -248,13 +279,33 @@ class Kube:
         labels: Mapping[str, str] | None = None,
     ) -> list[Body]:
         """Every object of the kind (in ``namespace``, or everywhere), matching ``labels``."""
+        return list(self.iter_objects(api_version, kind, namespace=namespace, labels=labels))
+
+    def iter_objects(
+        self,
+        api_version: str,
+        kind: str,
+        *,
+        namespace: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        page_size: int = LIST_PAGE,
+    ) -> Iterator[Body]:
+        """:meth:`list_objects`, read ``page_size`` objects a request (``limit`` and
+        ``continue``), so only one page is held at a time."""
         ref = ObjectRef(api_version, kind, "", namespace)
         what = f"list {kind}s" + (f" in {namespace}" if namespace else "")
         selector = ",".join(f"{k}={v}" for k, v in (labels or {}).items())
         query = [("labelSelector", selector)] if selector else []
-        response = self._send("GET", ref, what, collection=True, query=query)
-        items = response.json(what).get("items") or []
-        return [{"apiVersion": api_version, "kind": kind, **item} for item in items]
+        query.append(("limit", str(page_size)))
+        token = ""
+        while True:
+            page = query + ([("continue", token)] if token else [])
+            listed = self._send("GET", ref, what, collection=True, query=page).json(what)
+            for item in listed.get("items") or []:
+                yield {"apiVersion": api_version, "kind": kind, **item}
+            token = str((listed.get("metadata") or {}).get("continue") or "")
+            if not token:
+                return
 
     # -- writes --------------------------------------------------------------------------------
 

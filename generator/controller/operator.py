@@ -1,13 +1,16 @@
-"""kopf's part of the controller: watch, index, and tell the reconcile loop what changed.
+"""kopf's part of the controller: watch, and tell the reconcile loop what changed.
 
 kopf (standalone: one replica) lists and watches BackupStorages, BackupSchedules, BackupRuns
-and the Workflows that are ours, keeps them in indexes (``kopf.index``) and calls one
-``on.event`` handler per kind, which only tells :class:`~generator.controller.reconciler.
-Controller` what changed; the controller's workers and periodic task are started on startup and
-stopped on cleanup. Nothing else of kopf is used, on purpose: change handlers
-(``on.create``/``on.update``/``on.field``) keep the last handled body in an annotation, timers
-and daemons put a finalizer on every object they match, and ``on.event`` errors are never
-retried (the controller's queue retries). No handler of any kind is registered for Secrets.
+and the Workflows that are ours, and calls one ``on.event`` handler per kind, which only tells
+:class:`~generator.controller.reconciler.Controller` what changed (the controller keeps the
+objects in its own cache); on startup the controller lists what it will be told of and starts
+its workers and periodic task, and stops them on cleanup. Nothing else of kopf is used, on
+purpose: its indexes (``kopf.index``) take time quadratic in the number of objects to start
+(see :mod:`generator.controller.cache`), change handlers (``on.create``/``on.update``/
+``on.field``) keep the last handled body in an annotation, timers and daemons put a finalizer
+on every object they match, and ``on.event`` errors are never retried (the controller's queue
+retries). So kopf's diff base is not even built (:class:`_NoDiffBase`). No handler of any
+kind is registered for Secrets.
 
 The only module of the generator that imports kopf (an import-linter contract says so).
 """
@@ -15,6 +18,7 @@ The only module of the generator that imports kopf (an import-linter contract sa
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -23,19 +27,19 @@ from typing import Any
 import kopf
 from prometheus_client import REGISTRY, start_http_server
 
-from generator.controller.kube import Kube, KubeConfigError
+from generator.controller.cache import is_our_workflow
+from generator.controller.kube import Kube, KubeConfigError, TemporaryKubeError
 from generator.controller.metrics import CatalogueCollector, LoopSnapshots
-from generator.controller.names import LABEL_CRON_WORKFLOW, LABEL_RESTORE_OF
-from generator.controller.reconciler import INDEXES, Controller
+from generator.controller.reconciler import Controller
 from generator.controller.settings import Settings
-from generator.controller.storages import storage_name_of
-from generator.models import GROUP, LABEL_RUN, LABEL_SCHEDULE, VERSION
+from generator.models import GROUP, VERSION
 
 __all__ = ["ControllerOptions", "KubeConfigError", "registry_for", "run"]
 
 log = logging.getLogger(__name__)
 
 ARGO = ("argoproj.io", "v1alpha1")
+DELETED = "DELETED"
 OURS = (GROUP, VERSION)
 #: Watch requests ask the server to end them after this long, and give up after CLIENT_TIMEOUT;
 #: a watch that sent nothing for INACTIVITY_TIMEOUT is restarted (the silent freezes).
@@ -45,7 +49,16 @@ INACTIVITY_TIMEOUT = 70.0
 #: Any other request of kopf's (the initial listings), and every connect.
 REQUEST_TIMEOUT = 60.0
 CONNECT_TIMEOUT = 10.0
-LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+#: Objects per request of kopf's listings: a page at a time, not 10,000 Workflows at once.
+LIST_CHUNK = 500
+#: Objects of one kind whose events kopf handles at once, and how long each handler task
+#: waits for the object's next event before it ends. kopf reads on while they are busy, up to
+#: the limit: without one it holds every listed object's event at once (~90 MB more for 21,000
+#: objects). A limit could stall kopf's index readiness (kopf #1243), but none is used.
+EVENTS_AT_ONCE = 500
+EVENT_IDLE = 0.2
+#: When the controller's own listing at start fails, kopf tries its startup again after this.
+PRIME_RETRY = 10.0
 
 #: Libraries that log requests at debug level (headers, signing steps): never below INFO.
 QUIET_LIBRARIES = ("botocore", "boto3", "urllib3", "kubernetes", "aiohttp")
@@ -66,16 +79,27 @@ class ControllerOptions:
     verbose: bool = False
 
 
+class _NoDiffBase(kopf.DiffBaseStorage):
+    """No diff base: kopf builds one (a deep copy of the body) on every event for change
+    handlers, and the controller has none."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
 def registry_for(
     controller: Controller, snapshots: LoopSnapshots | None = None
 ) -> kopf.OperatorRegistry:
-    """kopf's handlers and indexes for ``controller``, in a registry of their own;
-    ``snapshots`` (the metrics' view of the indexes) is told the loop while it runs."""
+    """kopf's handlers for ``controller``, in a registry of their own; ``snapshots`` (the
+    metrics' view of the watched objects) is told the loop while it runs."""
     registry = kopf.OperatorRegistry()
-
-    def index(plural: str, name: str, group: tuple[str, str] = OURS, **filters: Any) -> _Decorator:
-        decorator: _Decorator = kopf.index(*group, plural, id=name, registry=registry, **filters)
-        return decorator
+    frozen: list[asyncio.Task[None]] = []
 
     def event(plural: str, group: tuple[str, str] = OURS, **filters: Any) -> _Decorator:
         decorator: _Decorator = kopf.on.event(*group, plural, registry=registry, **filters)
@@ -91,7 +115,16 @@ def registry_for(
         settings.watching.inactivity_timeout = INACTIVITY_TIMEOUT
         settings.networking.request_timeout = REQUEST_TIMEOUT
         settings.networking.connect_timeout = CONNECT_TIMEOUT
-        controller.start({name: kwargs[name] for name in INDEXES})
+        settings.watching.chunk_size = LIST_CHUNK
+        settings.queueing.worker_limit = EVENTS_AT_ONCE
+        settings.queueing.idle_timeout = EVENT_IDLE
+        settings.persistence.diffbase_storage = _NoDiffBase()
+        try:
+            await controller.prime()
+        except TemporaryKubeError as exc:
+            raise kopf.TemporaryError(str(exc), delay=PRIME_RETRY) from None
+        controller.start()
+        frozen.append(asyncio.create_task(_freeze_when(controller.reconciling)))
         if snapshots is not None:
             snapshots.loop = asyncio.get_running_loop()
 
@@ -99,58 +132,29 @@ def registry_for(
     async def shutdown(**_: Any) -> None:
         if snapshots is not None:
             snapshots.loop = None
+        for task in frozen:
+            task.cancel()
         await controller.stop()
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
         return kopf.login_via_client(**kwargs)
 
-    @index("backupruns", "runs")
-    def runs(body: kopf.Body, namespace: str, name: str, **_: Any) -> Any:
-        return {(namespace, name): _slim(body)}
-
-    @index("backupruns", "runs_by_schedule")
-    def runs_by_schedule(labels: kopf.Labels, namespace: str, name: str, **_: Any) -> Any:
-        schedule = labels.get(LABEL_SCHEDULE)
-        return {(namespace, schedule): (namespace, name)} if schedule else None
-
-    @index("backupruns", "runs_by_storage")
-    def runs_by_storage(body: kopf.Body, namespace: str, name: str, **_: Any) -> Any:
-        storage = storage_name_of(body)
-        return {storage: (namespace, name)} if storage else None
-
-    @index("backupschedules", "schedules")
-    def schedules(body: kopf.Body, namespace: str, name: str, **_: Any) -> Any:
-        return {(namespace, name): _slim(body)}
-
-    @index("backupschedules", "schedules_by_storage")
-    def schedules_by_storage(body: kopf.Body, namespace: str, name: str, **_: Any) -> Any:
-        storage = storage_name_of(body)
-        return {storage: (namespace, name)} if storage else None
-
-    @index("backupstorages", "storages")
-    def storages(body: kopf.Body, name: str, **_: Any) -> Any:
-        return {name: _slim(body)}
-
-    @index("workflows", "workflows", group=ARGO, when=_is_ours)
-    def workflows(body: kopf.Body, namespace: str, name: str, **_: Any) -> Any:
-        return {(namespace, name): _slim(body)}
-
     @event("backupruns")
-    async def run_changed(body: kopf.Body, **_: Any) -> None:
-        controller.on_run(body)
+    async def run_changed(body: kopf.Body, type: str | None, **_: Any) -> None:
+        controller.on_run(body, deleted=type == DELETED)
 
     @event("backupschedules")
-    async def schedule_changed(body: kopf.Body, **_: Any) -> None:
-        controller.on_schedule(body)
+    async def schedule_changed(body: kopf.Body, type: str | None, **_: Any) -> None:
+        controller.on_schedule(body, deleted=type == DELETED)
 
     @event("backupstorages")
-    async def storage_changed(body: kopf.Body, **_: Any) -> None:
-        controller.on_storage(body)
+    async def storage_changed(body: kopf.Body, type: str | None, **_: Any) -> None:
+        controller.on_storage(body, deleted=type == DELETED)
 
     @event("workflows", group=ARGO, when=_is_ours)
-    async def workflow_changed(body: kopf.Body, **_: Any) -> None:
-        controller.on_workflow(body)
+    async def workflow_changed(body: kopf.Body, type: str | None, **_: Any) -> None:
+        controller.on_workflow(body, deleted=type == DELETED)
 
     return registry
 
@@ -167,7 +171,10 @@ def run(options: ControllerOptions, kube: Kube | None = None) -> None:
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     for library in QUIET_LIBRARIES:  # their debug lines show requests; ours name each one
         logging.getLogger(library).setLevel(logging.INFO)
-    controller = Controller(kube, options.settings)
+    controller = Controller(kube, options.settings, namespaces=options.namespaces)
+    # What the imports made lives as long as the process: out of the cyclic collector's way,
+    # whose full passes otherwise walk it every few seconds (pauses of ~0.3 s at 20,000 objects).
+    gc.freeze()
     snapshots = LoopSnapshots(lambda: controller.indices)
     if options.metrics_port is not None:
         REGISTRY.register(CatalogueCollector(snapshots))
@@ -186,24 +193,13 @@ def run(options: ControllerOptions, kube: Kube | None = None) -> None:
     )
 
 
-def _meta(body: Mapping[str, Any]) -> Mapping[str, Any]:
-    meta = body.get("metadata")
-    return meta if isinstance(meta, Mapping) else {}
-
-
-def _slim(body: Mapping[str, Any]) -> dict[str, Any]:
-    """What an index keeps of an object: all but the bookkeeping no reconcile reads."""
-    meta = {k: v for k, v in _meta(body).items() if k != "managedFields"}
-    annotations = meta.get("annotations")
-    if annotations and LAST_APPLIED in annotations:
-        meta["annotations"] = {k: v for k, v in annotations.items() if k != LAST_APPLIED}
-    return {**body, "metadata": meta}
+async def _freeze_when(started: asyncio.Event) -> None:
+    """Once the start's objects (the cache, kopf's memory of every object) are made, out of
+    the cyclic collector's way too: they live as long as the process."""
+    await started.wait()
+    gc.freeze()
 
 
 def _is_ours(body: Mapping[str, Any], **_: Any) -> bool:
-    """A Workflow that a run or a schedule of ours is about."""
-    meta = _meta(body)
-    labels = meta.get("labels") or {}
-    if labels.keys() & {LABEL_CRON_WORKFLOW, LABEL_RUN, LABEL_RESTORE_OF}:
-        return True
-    return any(owner.get("kind") == "BackupRun" for owner in meta.get("ownerReferences") or ())
+    """kopf's filter of Workflows: one a run or a schedule of ours is about."""
+    return is_our_workflow(body)

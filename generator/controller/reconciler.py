@@ -3,12 +3,25 @@
 :class:`Controller` is told what changed (``on_run``, ``on_schedule``, ``on_storage``,
 ``on_workflow``: called by :mod:`generator.controller.operator` for every watch event) and puts
 the keys of the objects whose inputs changed on its :class:`WorkQueue`: a Workflow's event
-concerns its run, and a cron-spawned one its catalogue entry too; a run's event concerns its
-schedule (status, rotation) and its storage (counts) as well. Workers take one key at a time
-per object, read the inputs from the indexes (the latest object of each kind, as watched),
-call the pure reconcile of its kind and hand the Plan to :mod:`generator.controller.kube` in a
-thread. A periodic task checks every storage's bucket (:mod:`generator.controller.objectstore`)
-and puts every unfinished run back on the queue: the backstop for deadlines and lost events.
+concerns its run, or for a cron-spawned one its catalogue entry, which writes the run's status
+(and its run only once it is deleted); a run's event concerns its schedule (status, rotation)
+and its storage (counts) as well. Workers take one key at a time per object, read its inputs
+from the cache and decide (:mod:`generator.controller.decisions`: the pure reconcile of its
+kind), and hand the Plan to :mod:`generator.controller.kube` in a thread. A periodic task checks
+every storage's bucket (:mod:`generator.controller.bucket_checks`) and puts every unfinished
+run back on the queue: the backstop for deadlines and lost events.
+
+The inputs are the controller's own :class:`~generator.controller.cache.Cache`, which every
+event updates. At start (:meth:`Controller.prime`, before kopf watches) the controller lists
+the keys of every object it will watch, and its workers take nothing from the queue until kopf
+has delivered each of them (:class:`~generator.controller.cache.Startup`), so no reconcile
+decides on a partial view.
+
+Work that would change nothing is not done: a schedule's or a storage's event that only brings
+back the status its reconcile wrote queues nothing; an apply of a body this process applied
+unchanged just before is not sent again (:class:`~generator.controller.cache.Applied`); a run
+in progress that the catalogue records waits while the catalogue's reconcile of its Workflow
+is due, since both would write the same status.
 
 Failures: a temporary one (409, 429, 5xx, the network) puts the key back with an exponential
 back-off; an S3 failure while deleting a stored object is handed to the next reconcile of the
@@ -21,52 +34,78 @@ changes. Secrets are only ever read with a GET, when a storage is checked or rec
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import heapq
 import logging
 import traceback
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 from prometheus_client import Counter
 
-from generator.controller import objectstore
-from generator.controller.catalogue import record_workflow
-from generator.controller.conditions import condition, rfc3339
+from generator.controller import objectstore, synced
+from generator.controller.bucket_checks import BucketChecks
+from generator.controller.cache import (
+    RUN,
+    SCHEDULE,
+    STORAGE,
+    WORKFLOW,
+    Applied,
+    Cache,
+    Key,
+    Startup,
+    is_our_workflow,
+    key_of,
+    only_status_changed,
+)
+from generator.controller.conditions import condition
+from generator.controller.decisions import decision
 from generator.controller.kube import Kube, PermanentKubeError, TemporaryKubeError
 from generator.controller.names import COMPLETED, LABEL_CRON_WORKFLOW, LABEL_RESTORE_OF
-from generator.controller.objects import is_catalogued, restore_workflow_name, run_workflow_name
-from generator.controller.plan import ApplyStatus, DeleteStoredObject, EmitEvent, ObjectRef, Plan
-from generator.controller.runs import reconcile_run
-from generator.controller.schedules import reconcile_schedule
+from generator.controller.objects import is_catalogued, run_workflow_name
+from generator.controller.plan import (
+    Action,
+    Apply,
+    DeleteStoredObject,
+    EmitEvent,
+    ObjectRef,
+    Plan,
+)
+from generator.controller.progress import is_final
 from generator.controller.settings import Settings
-from generator.controller.storages import BucketCheck, reconcile_storage, storage_name_of
+from generator.controller.storages import storage_name_of
+from generator.controller.workqueue import WorkQueue
 from generator.models import API_VERSION, LABEL_RUN, LABEL_SCHEDULE
 
-__all__ = ["INDEXES", "Controller", "Key", "WorkQueue"]
+__all__ = ["Controller", "Key", "WorkQueue"]
 
 log = logging.getLogger(__name__)
 
 Body = dict[str, Any]
-#: (kind, namespace or "", name): what the queue holds.
-Key = tuple[str, str, str]
-RUN, SCHEDULE, STORAGE, WORKFLOW = "BackupRun", "BackupSchedule", "BackupStorage", "Workflow"
 
-#: Condition written when a reconcile is refused by the API server.
-CONDITION_SYNCED = "Synced"
-REASON_RECONCILE_ERROR = "ReconcileError"
 #: Concurrent reconciles, and threads for the blocking client.
 WORKERS = 8
 THREADS = 16
 #: Back-off of a key whose reconcile failed temporarily: doubling from FIRST to MAX seconds.
 FIRST_BACKOFF = 1.0
 MAX_BACKOFF = 300.0
-#: Related reconciles (a schedule's or a storage's counts) wait this long, so bursts coalesce.
+#: Related reconciles (a schedule's or a storage's counts) wait this long, so bursts coalesce;
+#: a storage's longer: it reads every run that names it (~0.1 s for 10,000 of them).
 RELATED_DELAY = 0.5
-#: Bucket checks at once.
+STORAGE_DELAY = 2.0
+#: Bucket checks at once, on the periodic task's tick.
 CHECKS_AT_ONCE = 4
+#: A run the catalogue records waits this long when the catalogue is about to write its status.
+CATALOGUE_FIRST = 0.5
+#: What is listed at start, (apiVersion, kind, namespaced), in the order kopf watches them.
+WATCHED = (
+    (API_VERSION, STORAGE, False),
+    (API_VERSION, SCHEDULE, True),
+    (API_VERSION, RUN, True),
+    ("argoproj.io/v1alpha1", WORKFLOW, True),
+)
+#: At start, objects kopf has not delivered are read at most this many at a time.
+STARTUP_READS = 50
 
 RECONCILES = Counter(
     "backup_operator_reconciles_total", "Reconciles carried out, by kind.", ["kind"]
@@ -78,59 +117,8 @@ RECONCILE_ERRORS = Counter(
 )
 
 
-class WorkQueue:
-    """Keys to reconcile: each at most once at a time, the earliest due first.
-
-    A key added while it is being reconciled is taken again after that reconcile; a key added
-    twice keeps the earlier of its two times.
-    """
-
-    def __init__(self) -> None:
-        self._due: dict[Key, float] = {}
-        self._heap: list[tuple[float, Key]] = []
-        self._busy: set[Key] = set()
-        self._again: dict[Key, float] = {}
-        self._changed = asyncio.Event()
-
-    def __len__(self) -> int:
-        return len(self._due)
-
-    def add(self, key: Key, delay: float = 0.0) -> None:
-        due = asyncio.get_running_loop().time() + max(0.0, delay)
-        if key in self._busy:
-            self._again[key] = min(due, self._again.get(key, due))
-            return
-        if key in self._due and self._due[key] <= due:
-            return
-        self._due[key] = due
-        heapq.heappush(self._heap, (due, key))
-        self._changed.set()
-
-    async def get(self) -> Key:
-        """The next key that is due, marked busy until :meth:`done`."""
-        loop = asyncio.get_running_loop()
-        while True:
-            while self._heap and self._due.get(self._heap[0][1]) != self._heap[0][0]:
-                heapq.heappop(self._heap)  # superseded by an earlier time, or taken
-            wait = self._heap[0][0] - loop.time() if self._heap else None
-            if wait is not None and wait <= 0:
-                _, key = heapq.heappop(self._heap)
-                del self._due[key]
-                self._busy.add(key)
-                return key
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), wait)
-
-    def done(self, key: Key) -> None:
-        self._busy.discard(key)
-        if key in self._again:
-            due = self._again.pop(key)
-            self.add(key, due - asyncio.get_running_loop().time())
-
-
 class Controller:
-    """The reconcile loop over kopf's indexes; ``kube`` does every request."""
+    """The reconcile loop over the cache of what kopf delivers; ``kube`` does every request."""
 
     def __init__(
         self,
@@ -139,41 +127,101 @@ class Controller:
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         workers: int = WORKERS,
+        namespaces: tuple[str, ...] = (),
     ) -> None:
         self.kube = kube
         self.settings = settings
         self.clock = clock
         self.queue = WorkQueue()
-        self.indices: Mapping[str, Any] = {}
-        self.checks: dict[str, BucketCheck] = {}
+        self.cache = Cache()
+        self.startup = Startup()
+        self.applied = Applied()
+        #: Set once every object listed at start was delivered, when reconciling begins.
+        self.reconciling = asyncio.Event()
+        #: The namespaces watched; empty: all of them.
+        self.namespaces = namespaces
+        self.checks = BucketChecks(
+            settings,
+            storage=lambda name: self.cache.get((STORAGE, "", name)),
+            read_secret=self._read_secret,
+            in_thread=self._in_thread,
+            checked=lambda name: self.queue.add((STORAGE, "", name)),
+            clock=clock,
+        )
         self.stored_object_errors: dict[Key, str] = {}
         self._failures: dict[Key, int] = {}
         self._ready: dict[str, str | None] = {}
-        self._checked_generation: dict[str, object] = {}
-        self._checking: set[str] = set()
-        self._check_again: set[str] = set()
         self._workers = workers
         self._tasks: list[asyncio.Task[None]] = []
         self._threads = ThreadPoolExecutor(THREADS, thread_name_prefix="kube")
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    def start(self, indices: Mapping[str, Any]) -> None:
-        self.indices = indices
+    @property
+    def indices(self) -> Mapping[str, Any]:
+        """The watched objects as kopf's indexes held them, for the metrics
+        (:meth:`~generator.controller.cache.Cache.indices`)."""
+        return self.cache.indices()
+
+    async def prime(self) -> None:
+        """List the key of every object to watch (a page at a time): reconciling starts once
+        kopf has delivered each (see :meth:`start`). Raises TemporaryKubeError."""
+
+        def listed() -> list[Key]:
+            keys = []
+            for api_version, kind, namespaced in WATCHED:
+                for namespace in self.namespaces if namespaced and self.namespaces else [None]:
+                    for body in self.kube.iter_objects(api_version, kind, namespace=namespace):
+                        if kind != WORKFLOW or is_our_workflow(body):
+                            keys.append(key_of(kind, body))
+            return keys
+
+        self.startup.expect(await self._in_thread(listed))
+        log.info("listed %d objects; reconciling once kopf has delivered them", self.startup.listed)
+
+    def start(self) -> None:
+        self._tasks.append(asyncio.create_task(self._begin(), name="startup"))
+
+    async def _begin(self) -> None:
+        await self.startup.wait(lambda: self._in_thread(self._read_missing))
+        self.reconciling.set()
         for number in range(self._workers):
             self._tasks.append(asyncio.create_task(self._work(), name=f"reconcile-{number}"))
         self._tasks.append(asyncio.create_task(self._periodic(), name="periodic"))
+
+    def _read_missing(self) -> None:
+        """Read the objects kopf has not delivered: those gone (or no longer ours) are dropped."""
+        versions = {kind: api_version for api_version, kind, _ in WATCHED}
+        for key in sorted(self.startup.missing)[:STARTUP_READS]:
+            kind, namespace, name = key
+            ref = ObjectRef(versions[kind], kind, name, namespace or None)
+            try:
+                body = self.kube.get(ref)
+            except (TemporaryKubeError, PermanentKubeError) as exc:
+                log.warning("cannot tell whether %s is still there: %s", ref, exc)
+                continue
+            if body is None or (kind == WORKFLOW and not is_our_workflow(body)):
+                self.startup.gone(key)
 
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        await self.checks.stop()
         self._threads.shutdown(wait=False, cancel_futures=True)
 
     # -- what an event changes -----------------------------------------------------------------
 
-    def on_run(self, body: Mapping[str, Any]) -> None:
+    def _seen(self, kind: str, body: Mapping[str, Any], deleted: bool) -> None:
+        """Keep the object in the cache (drop it when ``deleted``)."""
+        if deleted:
+            self.startup.delivered(self.cache.remove(kind, body))
+        else:
+            self.startup.delivered(self.cache.put(kind, body))
+
+    def on_run(self, body: Mapping[str, Any], *, deleted: bool = False) -> None:
+        self._seen(RUN, body, deleted)
         namespace, name = _where(body)
         self.queue.add((RUN, namespace, name))
         labels = _meta(body).get("labels") or {}
@@ -181,24 +229,28 @@ class Controller:
             self.queue.add((SCHEDULE, namespace, labels[LABEL_SCHEDULE]), RELATED_DELAY)
         storage = storage_name_of(body)
         if storage:
-            self.queue.add((STORAGE, "", storage), RELATED_DELAY)
+            self.queue.add((STORAGE, "", storage), STORAGE_DELAY)
         if is_catalogued(body):
             self.queue.add((WORKFLOW, namespace, run_workflow_name(body)))
 
-    def on_schedule(self, body: Mapping[str, Any]) -> None:
+    def on_schedule(self, body: Mapping[str, Any], *, deleted: bool = False) -> None:
+        before = self.cache.get(key_of(SCHEDULE, body))
+        self._seen(SCHEDULE, body, deleted)
+        if not deleted and before is not None and only_status_changed(before, body):
+            return  # its status written back: what its reconcile decides from is the same
         namespace, name = _where(body)
         self.queue.add((SCHEDULE, namespace, name))
         storage = storage_name_of(body)
         if storage:
-            self.queue.add((STORAGE, "", storage), RELATED_DELAY)
+            self.queue.add((STORAGE, "", storage), STORAGE_DELAY)
 
-    def on_storage(self, body: Mapping[str, Any]) -> None:
+    def on_storage(self, body: Mapping[str, Any], *, deleted: bool = False) -> None:
+        before = self.cache.get(key_of(STORAGE, body))
+        self._seen(STORAGE, body, deleted)
         _, name = _where(body)
-        self.queue.add((STORAGE, "", name))
-        generation = _meta(body).get("generation")
-        if self._checked_generation.get(name, ...) != generation:  # new, or its spec changed
-            self._checked_generation[name] = generation
-            self._spawn_check(name)
+        if deleted or before is None or not only_status_changed(before, body):
+            self.queue.add((STORAGE, "", name))  # not for its status written back
+        self.checks.seen(name, _meta(body).get("generation"))
         ready = condition((body.get("status") or {}).get("conditions"), "Ready")
         status = ready.get("status") if ready is not None else None
         if self._ready.get(name, "") != status:
@@ -206,13 +258,17 @@ class Controller:
             for user in self._users(name):
                 self.queue.add(user, RELATED_DELAY)
 
-    def on_workflow(self, body: Mapping[str, Any]) -> None:
+    def on_workflow(self, body: Mapping[str, Any], *, deleted: bool = False) -> None:
+        self._seen(WORKFLOW, body, deleted)
         namespace, name = _where(body)
         meta = _meta(body)
         labels = meta.get("labels") or {}
         if LABEL_CRON_WORKFLOW in labels:
+            # The catalogue writes the run's status (whose event then reconciles the run); the
+            # run itself only when the Workflow is gone, which the catalogue cannot see.
             self.queue.add((WORKFLOW, namespace, name))
-            self.queue.add((RUN, namespace, name))
+            if deleted:
+                self.queue.add((RUN, namespace, name))
         for run in {labels.get(LABEL_RUN), labels.get(LABEL_RESTORE_OF)} - {None}:
             self.queue.add((RUN, namespace, str(run)))
         for owner in meta.get("ownerReferences") or ():
@@ -232,15 +288,27 @@ class Controller:
     async def reconcile(self, key: Key) -> None:
         """Reconcile one object; failures are handled here (retried, or reported)."""
         kind, namespace, name = key
+        if kind == RUN and self._catalogue_first(key):
+            self.queue.add(key, CATALOGUE_FIRST)
+            return
         try:
-            decided = self._inputs(key)
+            decided = decision(
+                self.cache,
+                key,
+                checks=self.checks.results,
+                storage_error=lambda: self.stored_object_errors.pop(key, None),
+                read_secret=self._read_secret,
+                settings=self.settings,
+                now=self.clock(),
+            )
             if decided is None:
                 return
-            body, decide, store = decided
+            body = decided.body
+            store = self._stored_object_deleter(decided.storage) if kind == RUN else None
 
             def carry_out() -> Plan:
-                plan = decide()
-                self.kube.execute(plan, delete_stored_object=store)
+                plan = decided.decide()
+                self._execute(plan, store)
                 return plan
 
             plan = await self._in_thread(carry_out)
@@ -265,57 +333,26 @@ class Controller:
             frames = "".join(traceback.format_tb(exc.__traceback__))
             self._retry(key, "unexpected", f"{type(exc).__name__} at\n{frames}")
 
-    def _inputs(
-        self, key: Key
-    ) -> tuple[Body, Callable[[], Plan], Callable[[DeleteStoredObject], None] | None] | None:
-        """The object, its decision (to run in a thread: it may read a Secret), and how to
-        delete a stored object; None if the object is gone. Reads the indexes, so it runs in
-        the event loop, which is where kopf updates them."""
-        kind, namespace, name = key
-        body = self._one(_INDEX[kind], name if kind == STORAGE else (namespace, name))
-        if body is None:
-            return None
-        now = self.clock()
-        storage = self._one("storages", name if kind == STORAGE else storage_name_of(body) or "")
-        if kind == STORAGE:
-            check = self.checks.get(name)
-            users = self._many("schedules", "schedules_by_storage", name)
-            runs = self._many("runs", "runs_by_storage", name)
+    def _catalogue_first(self, key: Key) -> bool:
+        """Whether a run in progress that the catalogue records waits for the catalogue's
+        reconcile of its Workflow, due now: both would write the same status (and post the
+        same Event), one of them before the other's write came back."""
+        run = self.cache.get(key)
+        if run is None or not is_catalogued(run) or is_final(run):
+            return False
+        return self.queue.due_within((WORKFLOW, key[1], run_workflow_name(run)), CATALOGUE_FIRST)
 
-            def decide_storage() -> Plan:
-                secret = self._read_secret(body)
-                return reconcile_storage(
-                    body, check=check, secret=secret, users=[*users, *runs], runs=runs, now=now
-                )
-
-            return body, decide_storage, None
-        if kind == RUN:
-            restore = restore_workflow_name(body)
-            plan = reconcile_run(
-                body,
-                storage=storage,
-                workflow=self._one("workflows", (namespace, run_workflow_name(body))),
-                restore_workflow=self._one("workflows", (namespace, restore)) if restore else None,
-                storage_error=self.stored_object_errors.pop(key, None),
-                settings=self.settings,
-                now=now,
-            )
-            return body, lambda: plan, self._stored_object_deleter(storage)
-        if kind == SCHEDULE:
-            runs = self._many("runs", "runs_by_schedule", (namespace, name))
-            plan = reconcile_schedule(
-                body, storage=storage, runs=runs, settings=self.settings, now=now
-            )
-            return body, lambda: plan, None
-        schedule = (_meta(body).get("labels") or {}).get(LABEL_CRON_WORKFLOW, "")
-        plan = record_workflow(
-            body,
-            schedule=self._one("schedules", (namespace, schedule)),
-            run=self._one("runs", (namespace, name)),
-            settings=self.settings,
-            now=now,
-        )
-        return body, lambda: plan, None
+    def _execute(self, plan: Plan, store: Callable[[DeleteStoredObject], None] | None) -> None:
+        """Carry the plan out, less the applies of bodies this process applied unchanged less
+        than :data:`~generator.controller.cache.APPLIED_FOR` ago."""
+        fresh = self.applied.fresh
+        todo = [a for a in plan.actions if not (_is_apply(a) and fresh(a.body))]
+        applies = [a.body for a in todo if _is_apply(a)]
+        for body in applies:
+            self.applied.forget(body)  # sent again, should this plan fail
+        self.kube.execute(Plan(tuple(todo)), delete_stored_object=store)
+        for body in applies:
+            self.applied.remember(body)
 
     def _read_secret(self, storage: Mapping[str, Any]) -> Body | None:
         """The storage's credentials Secret (a GET: Secrets are never watched); None if absent."""
@@ -348,30 +385,19 @@ class Controller:
     async def _report(self, key: Key, message: str) -> None:
         """A permanent error on the object's status and as an Event, once per message."""
         kind, namespace, name = key
-        body = self._one(_INDEX[kind], name if kind == STORAGE else (namespace, name))
+        body = self.cache.get(key)
         if body is None:
             return
         ref = ObjectRef(
             str(body.get("apiVersion")), kind, name, namespace or None, _meta(body).get("uid")
         )
-        event = EmitEvent(ref, REASON_RECONCILE_ERROR, message, "Warning")
+        event = EmitEvent(ref, synced.REASON_RECONCILE_ERROR, message, "Warning")
         if kind == WORKFLOW:  # not ours: no status to write
             await self._in_thread(lambda: self.kube.emit_event(event))
             return
-        conditions = list((body.get("status") or {}).get("conditions") or [])
-        synced = condition(conditions, CONDITION_SYNCED)
-        if synced is not None and synced.get("message") == message:
+        wanted = synced.reported(body, message, self.clock())
+        if wanted is None:
             return  # reported already: our own status write must not start a loop
-        wanted = [c for c in conditions if c.get("type") != CONDITION_SYNCED]
-        wanted.append(
-            {
-                "type": CONDITION_SYNCED,
-                "status": "False",
-                "reason": REASON_RECONCILE_ERROR,
-                "message": message,
-                "lastTransitionTime": rfc3339(self.clock()),
-            }
-        )
 
         def write() -> None:
             self.kube.merge_status(ref, {"conditions": wanted})
@@ -384,14 +410,11 @@ class Controller:
 
     async def _clear_reconcile_error(self, body: Mapping[str, Any], plan: Plan) -> None:
         """After a success, drop our Synced condition unless the plan wrote the status anyway."""
-        conditions = list((body.get("status") or {}).get("conditions") or [])
-        if condition(conditions, CONDITION_SYNCED) is None:
+        wanted = synced.cleared(body, plan)
+        if wanted is None:
             return
         namespace, name = _where(body)
         ref = ObjectRef(str(body.get("apiVersion")), str(body.get("kind")), name, namespace or None)
-        if any(isinstance(a, ApplyStatus) and a.ref.name == ref.name for a in plan.actions):
-            return
-        wanted = [c for c in conditions if c.get("type") != CONDITION_SYNCED]
         await self._in_thread(lambda: self.kube.merge_status(ref, {"conditions": wanted}))
 
     # -- storage checks and the backstop -------------------------------------------------------
@@ -401,92 +424,28 @@ class Controller:
 
         async def bounded(name: str) -> None:
             async with limit:
-                await self.check_storage(name)
+                await self.checks.check(name)
 
         while True:
             await asyncio.sleep(self.settings.storage_check_interval)
-            await asyncio.gather(*(bounded(name) for name in list(self._index("storages"))))
-            for (namespace, name), store in list(self._index("runs").items()):
-                for run in store:
-                    if ((run.get("status") or {}).get("phase") or "") not in COMPLETED:
-                        self.queue.add((RUN, namespace, name))
-
-    def _spawn_check(self, name: str) -> None:
-        if name in self._checking:  # the storage changed while it was being checked
-            self._check_again.add(name)
-            return
-        self._checking.add(name)
-        task = asyncio.create_task(self.check_storage(name), name=f"check-{name}")
-        self._tasks.append(task)
-        task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
-
-    async def check_storage(self, name: str) -> None:
-        """Check the bucket of one storage with its credentials, then reconcile the storage."""
-        self._checking.add(name)
-        try:
-            storage = self._one("storages", name)
-            if storage is None:
-                return
-
-            def check() -> BucketCheck:
-                try:
-                    secret = self._read_secret(storage)
-                    objectstore.check_bucket(
-                        storage, secret, timeout=self.settings.storage_check_timeout
-                    )
-                except (objectstore.ObjectStoreError, TemporaryKubeError, PermanentKubeError) as e:
-                    return BucketCheck(False, str(e), self.clock())
-                bucket = ((storage.get("spec") or {}).get("parameters") or {}).get("bucket")
-                return BucketCheck(True, f"the bucket {bucket!r} is reachable", self.clock())
-
-            self.checks[name] = await self._in_thread(check)
-            self.queue.add((STORAGE, "", name))
-        finally:
-            self._checking.discard(name)
-        if name in self._check_again:
-            self._check_again.discard(name)
-            self._spawn_check(name)
+            storages = [name for _, _, name in self.cache.keys(STORAGE)]
+            await asyncio.gather(*(bounded(name) for name in storages))
+            for run in self.cache.keys(RUN):
+                view = self.cache.summary(run) or {}
+                if ((view.get("status") or {}).get("phase") or "") not in COMPLETED:
+                    self.queue.add(run)
 
     # -- indexes -------------------------------------------------------------------------------
 
-    def _index(self, name: str) -> Mapping[Any, Any]:
-        index = self.indices.get(name)
-        return index if index is not None else {}
-
-    def _one(self, index: str, key: Any) -> Body | None:
-        for body in self._index(index).get(key, ()):
-            return dict(body)
-        return None
-
-    def _many(self, bodies: str, keys: str, key: Any) -> list[Body]:
-        found = []
-        for where in set(self._index(keys).get(key, ())):
-            body = self._one(bodies, where)
-            if body is not None:
-                found.append(body)
-        return found
-
     def _users(self, storage: str) -> Iterable[Key]:
-        for namespace, name in set(self._index("schedules_by_storage").get(storage, ())):
-            yield (SCHEDULE, namespace, name)
-        for namespace, name in set(self._index("runs_by_storage").get(storage, ())):
-            yield (RUN, namespace, name)
+        return self.cache.users_of(storage)
 
     async def _in_thread(self, call: Callable[[], Any]) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._threads, call)
 
 
-_INDEX = {RUN: "runs", SCHEDULE: "schedules", STORAGE: "storages", WORKFLOW: "workflows"}
-#: The kopf indexes the controller reads, by id: objects by key, and keys by what they name.
-INDEXES = (
-    "runs",
-    "runs_by_schedule",
-    "runs_by_storage",
-    "schedules",
-    "schedules_by_storage",
-    "storages",
-    "workflows",
-)
+def _is_apply(action: Action) -> TypeGuard[Apply]:
+    return isinstance(action, Apply)
 
 
 def _meta(body: Mapping[str, Any]) -> Mapping[str, Any]:
