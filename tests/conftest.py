@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -55,6 +57,21 @@ def require_tool(name: str) -> str:
         missing(f"the {name!r} command (apt-get install it; .ci/run does)")
     assert path is not None
     return path
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_python(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    """Run this Python on ``args`` from the project's root; output captured, never raising."""
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def free_port() -> int:

@@ -10,27 +10,17 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import missing, require_tool
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import ROOT, missing, require_tool, run_python
 
 
 def test_bench_quick_runs_and_reports_every_ratio() -> None:
     require_tool("age")
     require_tool("gzip")
-    done = subprocess.run(
-        [sys.executable, "bench/run.py", "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    done = run_python("bench/run.py", "--quick", timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     for line in ("backup:  streamer", "restore: streamer", "memory:  peak RSS"):
         assert line in done.stdout
@@ -67,14 +57,7 @@ def _require_databases() -> None:
 def test_restore_db_bench_quick_loads_both_databases_and_reports_every_ratio() -> None:
     require_tool("sha256sum")
     _require_databases()
-    done = subprocess.run(
-        [sys.executable, "bench/restore_db.py", "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
+    done = run_python("bench/restore_db.py", "--quick", timeout=240)
     assert done.returncode == 0, done.stdout + done.stderr
     for run in (
         "MariaDB: load the file",
@@ -107,13 +90,29 @@ def test_a_restore_starts_without_jinja2_or_kubernetes(tmp_path: Path) -> None:
         "    assert not exc.code, exc.code\n"
         "print(sorted(m for m in ('jinja2', 'kubernetes') if m in sys.modules))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_python("-c", script, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "[]"
+
+
+@pytest.mark.timeout(300)
+def test_controller_bench_quick_converges_and_times_every_flip() -> None:
+    """The real controller against the loopback API: it converged from a cold start and after
+    a restart, and every Workflow finished while it ran was timed until its run showed it."""
+    done = run_python("bench/controller.py", "--quick", timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for line in ("converge: cold start", "latency:  10 of 10 flips", "memory:   controller peak"):
+        assert line in done.stdout
+    result = json.loads((ROOT / "bench" / "results" / "controller_quick.json").read_text())
+    assert result["layout"] == {"schedules": 20, "runs": 200, "namespaces": 4}
+    phases = result["phases"]
+    assert set(phases) == {"cold", "flips", "restart"}
+    flips = phases["flips"]
+    assert len(flips["latencies"]) == flips["extra"]["flips"] == 10
+    assert all(latency >= 0 for latency in flips["latencies"])
+    for name in ("cold", "restart"):
+        assert phases[name]["seconds"] > 0
+        # every run and Workflow was reconciled (the convergence condition counts them)
+        assert phases[name]["reconciles"]["BackupRun"] >= 200
+        assert phases[name]["requests"], f"no request counted in the {name} phase"
+    assert result["figures"]["rss_mib"] > 0

@@ -202,9 +202,11 @@ def examples(endpoint: str, bucket: str) -> tuple[dict[str, Any], dict[str, Any]
     return storage, schedule
 
 
-def source_secret() -> dict[str, Any]:
+def source_secret(
+    access_key: str = FAKE_ACCESS_KEY, secret_key: str = FAKE_SECRET
+) -> dict[str, Any]:
     """The storage's credentials, in the namespace the storage names."""
-    values = {"AWS_ACCESS_KEY_ID": FAKE_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": FAKE_SECRET}
+    values = {"AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key}
     return {
         "apiVersion": "v1",
         "kind": "Secret",

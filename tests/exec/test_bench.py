@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.conftest import run_python
 
 
 @pytest.mark.timeout(300)
 def test_exec_bench_quick_runs_and_reports_both_ratios() -> None:
-    done = subprocess.run(
-        [sys.executable, "bench/exec.py", "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
+    done = run_python("bench/exec.py", "--quick", timeout=240)
     assert done.returncode == 0, done.stdout + done.stderr
     for run in ("backup local", "backup exec", "restore local", "restore exec"):
         assert f"| {run} |" in done.stdout
