@@ -14,6 +14,8 @@ from typing import Final
 __all__ = [
     "DEFAULT_LEVEL",
     "ENCODED_TEMPLATE_PREFIX",
+    "FAILURES",
+    "FAILURE_OUTPUTS",
     "LOCK_MODES",
     "LOCK_OUTPUTS",
     "MAX_LEVEL",
@@ -21,6 +23,7 @@ __all__ = [
     "MIN_LEVEL",
     "OUTPUTS",
     "Env",
+    "Failure",
     "Flag",
     "Output",
     "Subcommand",
@@ -52,6 +55,8 @@ class Flag:
     PATH_TEMPLATE: Final = "--path-template"
     VAR: Final = "--var"
     OUTPUTS: Final = "--outputs"
+    #: restore and verify: fail unless the stored object has this SHA-256 (empty: no check).
+    SHA256: Final = "--sha256"
     DEADLINE: Final = "--deadline"
     #: Object Lock of the stored backup: a mode of LOCK_MODES and a number of days, which
     #: come together (the retain-until date is the upload's start plus the days), and a legal
@@ -59,6 +64,11 @@ class Flag:
     OBJECT_LOCK_MODE: Final = "--object-lock-mode"
     OBJECT_LOCK_DAYS: Final = "--object-lock-days"
     LEGAL_HOLD: Final = "--legal-hold"
+    #: A restore's check: a command run after the restore command succeeded, in the same
+    #: container unless CHECK_CONTAINER names another (exec source); its exit code decides.
+    #: Repeated, one argument each: ``--check mysql --check -e --check 'SELECT 1'``.
+    CHECK: Final = "--check"
+    CHECK_CONTAINER: Final = "--check-container"
     #: Separates the streamer's options from the user's command.
     END_OF_OPTIONS: Final = "--"
 
@@ -99,6 +109,52 @@ class Output:
     LEGAL_HOLD: Final = "legalHold"
     #: ``true`` when the stored object carries at least the lock the backup asked for.
     LOCKED: Final = "locked"
+    #: Written on failure only (with ``--outputs``): one of :data:`FAILURES`, and the error's
+    #: message (which never holds a secret), so a drill's Workflow says why it failed.
+    FAILURE: Final = "failure"
+    FAILURE_MESSAGE: Final = "failureMessage"
+
+
+class Failure:
+    """Why a run failed, the value of :attr:`Output.FAILURE`."""
+
+    #: The stored object's SHA-256 is not the one expected (``--sha256``).
+    DIGEST_MISMATCH: Final = "DigestMismatch"
+    #: age decryption failed: wrong or missing identity, or a corrupted object.
+    DECRYPT_FAILED: Final = "DecryptFailed"
+    #: The data is not valid gzip, or is truncated.
+    DECOMPRESS_FAILED: Final = "DecompressFailed"
+    #: The backup or restore command ran and failed (its exit code is the streamer's).
+    COMMAND_FAILED: Final = "CommandFailed"
+    #: The restore succeeded and the ``--check`` command failed (its exit code is the streamer's).
+    CHECK_FAILED: Final = "CheckFailed"
+    #: The command could not be started, reached or waited for, or hit its deadline.
+    SOURCE_FAILED: Final = "SourceFailed"
+    #: The object to read does not exist.
+    NOT_FOUND: Final = "ObjectNotFound"
+    #: The storage refused or failed (bucket, credentials, network).
+    STORAGE_FAILED: Final = "StorageFailed"
+    #: A termination signal stopped the run.
+    INTERRUPTED: Final = "Interrupted"
+    #: A flag, URL, key or template is invalid.
+    CONFIG: Final = "ConfigError"
+
+
+#: Every value of :attr:`Output.FAILURE`.
+FAILURES: Final = (
+    Failure.DIGEST_MISMATCH,
+    Failure.DECRYPT_FAILED,
+    Failure.DECOMPRESS_FAILED,
+    Failure.COMMAND_FAILED,
+    Failure.CHECK_FAILED,
+    Failure.SOURCE_FAILED,
+    Failure.NOT_FOUND,
+    Failure.STORAGE_FAILED,
+    Failure.INTERRUPTED,
+    Failure.CONFIG,
+)
+#: Written by a failed run instead of OUTPUTS (declare them with an empty default).
+FAILURE_OUTPUTS: Final = (Output.FAILURE, Output.FAILURE_MESSAGE)
 
 
 #: Every output, in the order the streamer writes them; it writes each one on every success.

@@ -9,7 +9,8 @@ are raised, so none of them leaves the public API::
     ├── SourceError          the command could not be started, reached or waited for
     │   ├── StdinClosed      the restore command stopped reading its input
     │   └── CommandFailed    the command ran and failed (exit code, signal)
-    │       └── DeadlineExceeded
+    │       ├── DeadlineExceeded
+    │       └── CheckFailed  the restore succeeded and its ``--check`` command failed
     ├── CompressionError     the stream is not valid gzip, or is truncated
     ├── EncryptionError      age encryption or decryption failed (wrong key, corrupted object)
     ├── IntegrityError       the stored object is not what the caller expected (checksum)
@@ -17,12 +18,15 @@ are raised, so none of them leaves the public API::
     └── StorageError         the storage refused or failed (bucket, credentials, network)
         └── ObjectNotFound
 
-Messages name the object and say what to do; they never contain a secret.
+Messages name the object and say what to do; they never contain a secret. Which of the
+contract's failure reasons each error reports (``--outputs DIR/failure``) is decided in one
+place, :func:`streamer.pipeline.outcome.failure_of`.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "CheckFailed",
     "CommandFailed",
     "CompressionError",
     "ConfigError",
@@ -70,6 +74,10 @@ class CommandFailed(SourceError):
 
 class DeadlineExceeded(CommandFailed):
     """The command was killed because the deadline passed."""
+
+
+class CheckFailed(CommandFailed):
+    """The restore command succeeded, and the check run after it exited non-zero."""
 
 
 class CompressionError(StreamerError):

@@ -2,7 +2,9 @@
 
 User mistakes become usage errors (exit 2) before anything runs; failures print one line
 ``streamer: error: …`` (never a traceback, never a secret) and exit non-zero: a restore exits
-with its command's code, a deadline with 124, a termination signal with 128 + N.
+with its command's code (or its ``--check``'s), a deadline with 124, a termination signal with
+128 + N. With ``--outputs DIR`` a failure also writes why (``failure``, one of the contract's
+reasons, and ``failureMessage``), without changing the error or its exit code.
 
 SIGTERM and SIGINT are requests, not exceptions (:mod:`streamer.cli.signals`): the first kills
 the command, stops the stream and aborts what is not complete, exactly once; later ones change

@@ -17,6 +17,7 @@ import click
 
 from streamer import __version__
 from streamer.cli.options import (
+    check_options,
     compression_auto,
     exec_options,
     identity_option,
@@ -25,9 +26,11 @@ from streamer.cli.options import (
     parse_vars,
     report_options,
     resolve_key,
+    restore_check,
     restore_options,
     runner,
     s3_settings,
+    sha256_option,
     storage_options,
 )
 from streamer.cli.signals import stop_on_signals
@@ -37,7 +40,7 @@ from streamer.pipeline import BackupOptions, Stop, Summary
 from streamer.pipeline import backup as run_backup
 from streamer.pipeline import restore as run_restore
 from streamer.pipeline import verify as run_verify
-from streamer.pipeline.outcome import Action, completed_note
+from streamer.pipeline.outcome import Action, completed_note, failure_outputs
 from streamer.stages import age
 from streamer.storage import open_storage
 
@@ -61,6 +64,26 @@ def _emit(summary: Summary, as_json: bool, outputs: Path | None) -> None:
         click.echo(json.dumps(summary.as_json(), indent=2))
 
 
+def _emit_failure(error: StreamerError, outputs: Path | None) -> None:
+    """Write why the run failed into ``--outputs DIR`` (FAILURE_OUTPUTS).
+
+    Never raised from: the run's own error, and its exit code, are what the user must get, so
+    a failure to write is logged.
+    """
+    if outputs is None:
+        return
+    try:
+        outputs.mkdir(parents=True, exist_ok=True)
+        for name, value in failure_outputs(error).items():
+            (outputs / name).write_text(value, encoding="utf-8")
+    except OSError as exc:
+        _LOG.error(
+            "why the run failed cannot be written to --outputs %r: %s",
+            str(outputs),
+            exc.strerror or exc,
+        )
+
+
 class _AsProgram:
     """Context object: this invocation is the process, which exits when the command returns."""
 
@@ -79,8 +102,9 @@ class _Streamer(click.Group):
         return self.main(*args, **kwargs)
 
 
-def _run(action: Callable[[Stop], Summary], what: Action) -> NoReturn:
-    """Run ``action``; turn every expected failure into one line and an exit code.
+def _run(action: Callable[[Stop], Summary], what: Action, outputs: Path | None) -> NoReturn:
+    """Run ``action``; turn every expected failure into one line and an exit code, and with
+    ``--outputs DIR``, into the files that say why it failed.
 
     A signal that arrived once the outcome was settled leaves a complete run: exit 0, saying so.
     """
@@ -94,6 +118,7 @@ def _run(action: Callable[[Stop], Summary], what: Action) -> NoReturn:
             outcome = exc
     # Every signal that arrived until now has been handed to ``stop``.
     if isinstance(outcome, StreamerError):
+        _emit_failure(outcome, outputs)
         click.echo(f"streamer: error: {outcome}", err=True)
         code = outcome.exit_code
     else:
@@ -234,7 +259,7 @@ def backup(dest: str, command: tuple[str, ...], **kw: Any) -> None:
         summary.check_lock()  # once the outputs say it: a stored backup not locked fails
         return summary
 
-    _run(action, Action.BACKUP)
+    _run(action, Action.BACKUP, outputs)
 
 
 @main.command(Subcommand.RESTORE)
@@ -242,6 +267,8 @@ def backup(dest: str, command: tuple[str, ...], **kw: Any) -> None:
 @click.argument("command", nargs=-1, required=True)
 @identity_option
 @compression_auto
+@sha256_option
+@check_options
 @exec_options
 @storage_options
 @report_options
@@ -251,34 +278,40 @@ def restore(source: str, command: tuple[str, ...], **kw: Any) -> None:
     Encryption and compression are detected from the data. If the stream fails (wrong key,
     corrupted or truncated object) the command is stopped and the restore fails.
 
+    With --check, once COMMAND exited 0 and the whole backup was read and verified, the check
+    command runs (in the Pod's --check-container, default --container, with exec); the restore
+    succeeds only if it exits 0, and otherwise exits with its code. --deadline covers both.
+
     \b
     Examples:
       streamer restore s3://backups/app.sql.gz -i key.txt -- mysql -h db app
       AGE_IDENTITY="$(cat key.txt)" streamer restore s3://backups/app.sql.gz -- psql -h db app
+      streamer restore s3://backups/app.sql.gz -i key.txt --check sh --check -c \\
+          --check 'test "$(mysql -N -h db app -e "SELECT COUNT(*) FROM t")" -gt 0' \\
+          -- mysql -h db app
     """
     settings = s3_settings(kw)
     as_json, outputs = kw.pop("as_json"), kw.pop("outputs")
 
+    expected = kw.pop("expected_sha256")
+
     def action(stop: Stop) -> Summary:
-        options = restore_options(kw)
+        options = restore_options(kw, expected)
+        run = runner(kw)
+        check = restore_check(kw, run)
         storage, key = open_storage(source, settings)
-        summary = run_restore(storage, key, runner(kw), command, options, stop)
+        summary = run_restore(storage, key, run, command, options, stop, check)
         _emit(summary, as_json, outputs)
         return summary
 
-    _run(action, Action.RESTORE)
+    _run(action, Action.RESTORE, outputs)
 
 
 @main.command(Subcommand.VERIFY)
 @click.argument("source")
 @identity_option
 @compression_auto
-@click.option(
-    "--sha256",
-    "expected_sha256",
-    metavar="HEX",
-    help="Fail unless the stored object has this SHA-256.",
-)
+@sha256_option
 @click.option(
     "--latest",
     is_flag=True,
@@ -316,4 +349,4 @@ def verify(source: str, **kw: Any) -> None:
         _emit(summary, as_json, outputs)
         return summary
 
-    _run(action, Action.VERIFY)
+    _run(action, Action.VERIFY, outputs)

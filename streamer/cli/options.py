@@ -13,9 +13,16 @@ from typing import Any, TypeVar
 
 import click
 
-from streamer.contract import ENCODED_TEMPLATE_PREFIX, LOCK_MODES, MAX_LOCK_DAYS, Env, Flag
+from streamer.contract import (
+    ENCODED_TEMPLATE_PREFIX,
+    FAILURE_OUTPUTS,
+    LOCK_MODES,
+    MAX_LOCK_DAYS,
+    Env,
+    Flag,
+)
 from streamer.errors import ConfigError
-from streamer.pipeline import Compression, RestoreOptions
+from streamer.pipeline import Check, Compression, RestoreOptions
 from streamer.sources.base import Runner
 from streamer.sources.local import LocalRunner
 from streamer.stages import age
@@ -23,6 +30,7 @@ from streamer.storage import S3Settings, Storage
 from streamer.storage.settings import ObjectLock
 
 __all__ = [
+    "check_options",
     "compression_auto",
     "exec_options",
     "identity_option",
@@ -31,6 +39,7 @@ __all__ = [
     "parse_vars",
     "report_options",
     "resolve_key",
+    "restore_check",
     "restore_options",
     "runner",
     "s3_settings",
@@ -108,12 +117,60 @@ def exec_options(f: F) -> F:
             Flag.DEADLINE,
             type=click.FloatRange(0, min_open=True),
             metavar="SECONDS",
-            help="Kill the command and fail if it runs longer.",
+            help="Kill the command and fail if it runs longer (one deadline for a restore "
+            f"and its {Flag.CHECK}).",
         ),
     ]
     for option in reversed(options):
         f = option(f)
     return f
+
+
+def check_options(f: F) -> F:
+    options = [
+        click.option(
+            Flag.CHECK,
+            "check",
+            multiple=True,
+            metavar="ARG",
+            help="Once the restore succeeded, run this command, one ARG per option in order "
+            f"({Flag.CHECK} sh {Flag.CHECK} -c {Flag.CHECK} 'test …'); the restore succeeds "
+            "only if it exits 0. Its output goes to the log.",
+        ),
+        click.option(
+            Flag.CHECK_CONTAINER,
+            metavar="NAME",
+            help=f"Run the check in this container of the Pod (default: {Flag.CONTAINER}).",
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def restore_check(kw: dict[str, Any], runner: Runner) -> Check | None:
+    """The restore's check: in the restore's own place, or in ``--check-container``."""
+    argv, container = tuple(kw.pop("check")), kw.pop("check_container")
+    if not argv:
+        if container is not None:
+            raise ConfigError(
+                f"{Flag.CHECK_CONTAINER} {container!r} says where the check runs, but no "
+                f"{Flag.CHECK} gives the check command: add it, one {Flag.CHECK} per argument, "
+                f"or leave {Flag.CHECK_CONTAINER} out"
+            )
+        return None
+    if container is None:
+        return Check(argv, runner)
+    if not isinstance(runner, LocalRunner):
+        from streamer.sources.exec import ExecRunner
+
+        if isinstance(runner, ExecRunner):
+            return Check(argv, runner.for_container(container))
+    raise ConfigError(
+        f"{Flag.CHECK_CONTAINER} {container!r} names a container of the Pod, but the restore "
+        f"runs here: pass {Flag.CONTAINER} (and {Flag.POD}) to restore in the Pod, or leave "
+        f"{Flag.CHECK_CONTAINER} out"
+    )
 
 
 def lock_options(f: F) -> F:
@@ -162,7 +219,18 @@ def report_options(f: F) -> F:
         Flag.OUTPUTS,
         type=click.Path(file_okay=False, path_type=Path),
         metavar="DIR",
-        help="Write one file per summary value into DIR (Argo output parameters).",
+        help="Write one file per summary value into DIR (Argo output parameters); on "
+        f"failure, {' and '.join(FAILURE_OUTPUTS)} instead.",
+    )(f)
+
+
+def sha256_option(f: F) -> F:
+    return click.option(
+        Flag.SHA256,
+        "expected_sha256",
+        metavar="HEX",
+        help="Fail unless the stored object has this SHA-256 (the sha256 a backup reported; "
+        "empty: not compared). A restore finds out at the end, once COMMAND has read it all.",
     )(f)
 
 

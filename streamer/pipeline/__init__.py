@@ -4,6 +4,7 @@
 
     backup:  command stdout ─► gzip ─► age ─► sha256 ─► storage writer (commit iff it succeeded)
     restore: storage reader ─► sha256 ─► [age -d] ─► [gunzip] ─► command stdin ─► exit status
+             ─► [check command ─► exit status]
     verify:  storage reader ─► sha256 ─► [age -d] ─► [gunzip] ─► count
 
 Each function takes the place to run commands (a :class:`~streamer.sources.base.Runner`), the
@@ -20,7 +21,7 @@ about processes, Kubernetes or S3. The modules, by job:
 
 from streamer.pipeline.adapters import CHUNK
 from streamer.pipeline.from_storage import restore, verify
-from streamer.pipeline.model import BackupOptions, Compression, RestoreOptions, Summary
+from streamer.pipeline.model import BackupOptions, Check, Compression, RestoreOptions, Summary
 from streamer.pipeline.outcome import DEADLINE_EXIT_CODE
 from streamer.pipeline.stop import Stop
 from streamer.pipeline.to_storage import backup
@@ -29,6 +30,7 @@ __all__ = [
     "CHUNK",
     "DEADLINE_EXIT_CODE",
     "BackupOptions",
+    "Check",
     "Compression",
     "RestoreOptions",
     "Stop",

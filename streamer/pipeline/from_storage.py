@@ -1,7 +1,10 @@
 """Restore and verify: a stored object through age and gunzip, into a command or nowhere.
 
 Both find out from the bytes whether the object is encrypted (the age header) and compressed
-(the gzip magic), so a user never has to say how a backup was written.
+(the gzip magic), so a user never has to say how a backup was written. A restore given a
+:class:`~streamer.pipeline.model.Check` runs it once the restore command has exited 0 and the
+whole stream was read and verified (age's tags, gzip's trailer); only its exit 0 completes the
+restore, which is how a restore drill proves a backup restores.
 """
 
 from __future__ import annotations
@@ -9,7 +12,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from streamer.errors import EncryptionError, IntegrityError, StdinClosed, StreamerError
+from streamer.errors import (
+    EncryptionError,
+    IntegrityError,
+    SourceError,
+    StdinClosed,
+    StreamerError,
+)
 from streamer.pipeline.adapters import (
     CHUNK,
     CommandWriter,
@@ -20,14 +29,16 @@ from streamer.pipeline.adapters import (
     copy,
     wait_status,
 )
-from streamer.pipeline.model import RestoreOptions, Summary
+from streamer.pipeline.model import Check, RestoreOptions, Summary
 from streamer.pipeline.outcome import (
     Action,
     Broken,
     Complete,
     StoppedReading,
     Stream,
+    check_interrupted,
     decide,
+    decide_check,
 )
 from streamer.pipeline.stop import Stop
 from streamer.progress import Progress, human_bytes
@@ -48,11 +59,14 @@ def restore(
     argv: Sequence[str],
     options: RestoreOptions,
     stop: Stop | None = None,
+    check: Check | None = None,
 ) -> Summary:
-    """Feed the object under ``key`` to ``argv``'s stdin; succeed only if it exits 0.
+    """Feed the object under ``key`` to ``argv``'s stdin; succeed only if it exits 0, and
+    then only if ``check`` (when given) exits 0 too.
 
     How the restore ends (its exit code and message) is :func:`~streamer.pipeline.outcome.decide`'s
-    call, from the command's exit status, the stream, the deadline and ``stop``'s signal.
+    call, from the command's exit status, the stream, the deadline and ``stop``'s signal; how
+    its check ends, :func:`~streamer.pipeline.outcome.decide_check`'s. The deadline covers both.
     """
     stop = stop or Stop()
     url = storage.url(key)
@@ -68,6 +82,8 @@ def restore(
             raise error
     progress.finish()
     _LOG.info("restored %s: %s of data", url, human_bytes(sink.count))
+    if check is not None:
+        _run_check(check, stop, options.deadline)
     return Summary(
         url=url,
         path=key,
@@ -92,6 +108,9 @@ def _feed(
     it was gzip."""
     try:
         compressed = _stream_plaintext(stored, encrypted, sink, options, url)
+        mismatch = _digest_mismatch(stored, options, url)
+        if mismatch is not None:
+            raise mismatch  # before the command sees the end of its input
     except StdinClosed:
         return StoppedReading(sink.count), False  # what it says about why is its exit status
     except BaseException as exc:
@@ -105,6 +124,27 @@ def _feed(
     return Complete(), compressed
 
 
+def _run_check(check: Check, stop: Stop, deadline: float | None) -> None:
+    """Run the restore's check in CHECK mode (its output goes to the log); raise unless it
+    exits 0. The check's argv is never logged: it may hold a password."""
+    if stop.signal is not None:
+        raise check_interrupted(stop.signal)
+    _LOG.info("checking the restore with %s", check.argv[0] if check.argv else "nothing")
+    try:
+        with (
+            check.runner.start(check.argv, Mode.CHECK) as command,
+            stop.watching(command, deadline),
+        ):
+            status = command.wait()
+            last_line = command.last_stderr_line()
+    except SourceError as exc:
+        raise SourceError(f"the backup was restored, but its check could not run: {exc}") from exc
+    error = decide_check(status, last_line, deadline=stop.deadline, signum=stop.signal)
+    if error is not None:
+        raise error
+    _LOG.info("the restore passed its check")
+
+
 def verify(
     storage: Storage, key: str, options: RestoreOptions, stop: Stop | None = None
 ) -> Summary:
@@ -116,12 +156,10 @@ def verify(
         stored, encrypted, progress = _inspect_stored(reader, url, options, Action.VERIFY, stop)
         compressed = _stream_plaintext(stored, encrypted, sink, options, url)
     progress.finish()
+    mismatch = _digest_mismatch(stored, options, url)
+    if mismatch is not None:
+        raise mismatch
     digest = stored.sha256.hexdigest()
-    if options.expected_sha256 and options.expected_sha256.lower() != digest:
-        raise IntegrityError(
-            f"{url} has SHA-256 {digest}, not the expected {options.expected_sha256.lower()}: "
-            "the object was changed or replaced after the backup"
-        )
     return Summary(
         url=url,
         path=key,
@@ -131,6 +169,19 @@ def verify(
         duration_seconds=progress.elapsed,
         compressed=compressed,
         encrypted=encrypted,
+    )
+
+
+def _digest_mismatch(
+    stored: HashingReader, options: RestoreOptions, url: str
+) -> IntegrityError | None:
+    """The error of a stored object read whole whose SHA-256 is not the expected one."""
+    digest = stored.sha256.hexdigest()
+    if not options.expected_sha256 or options.expected_sha256.lower() == digest:
+        return None
+    return IntegrityError(
+        f"{url} has SHA-256 {digest}, not the expected {options.expected_sha256.lower()}: "
+        "the object was changed or replaced after the backup"
     )
 
 

@@ -9,10 +9,11 @@ from typing import Literal
 from streamer.contract import LOCK_OUTPUTS, OUTPUTS, Output
 from streamer.errors import StorageError
 from streamer.progress import human_bytes
+from streamer.sources.base import Runner
 from streamer.stages import age
 from streamer.storage.base import LockStatus, iso_utc
 
-__all__ = ["BackupOptions", "Compression", "RestoreOptions", "Summary"]
+__all__ = ["BackupOptions", "Check", "Compression", "RestoreOptions", "Summary"]
 
 Compression = Literal["auto", "gzip", "none"]
 
@@ -33,6 +34,14 @@ class RestoreOptions:
     deadline: float | None = None
     #: For verify: the SHA-256 the stored object must have.
     expected_sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class Check:
+    """A restore's check: ``argv`` run by ``runner`` once the restore succeeded; exit 0 passes."""
+
+    argv: Sequence[str]
+    runner: Runner
 
 
 @dataclass(frozen=True)

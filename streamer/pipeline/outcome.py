@@ -24,6 +24,11 @@ what the user sees), or ``None`` for a success, by these rules in order:
    restore command that exited 0 without reading all of its input has not restored the backup.
 
 A signal that arrives after the decision finds the run complete: :func:`completed_note` says so.
+
+A restore given a check is complete only once the check has passed; :func:`decide_check`
+judges the check's ending by the same rules (its deadline's kill, then a signal, then its exit
+status). A run that fails reports why, for ``--outputs``: :func:`failure_outputs` maps each
+error to one of the contract's :data:`~streamer.contract.FAILURES`, in this one place.
 """
 
 from __future__ import annotations
@@ -32,25 +37,47 @@ import enum
 import signal
 from dataclasses import dataclass
 
-from streamer.errors import CommandFailed, DeadlineExceeded, Interrupted, StreamerError
+from streamer.contract import Failure, Output
+from streamer.errors import (
+    CheckFailed,
+    CommandFailed,
+    CompressionError,
+    ConfigError,
+    DeadlineExceeded,
+    EncryptionError,
+    IntegrityError,
+    Interrupted,
+    ObjectNotFound,
+    SourceError,
+    StorageError,
+    StreamerError,
+)
 from streamer.progress import human_bytes
 from streamer.sources.base import ExitStatus
 
 __all__ = [
     "DEADLINE_EXIT_CODE",
+    "MAX_FAILURE_MESSAGE",
     "Action",
     "Broken",
     "Complete",
     "StoppedReading",
     "Stream",
+    "check_interrupted",
     "completed_note",
     "decide",
+    "decide_check",
+    "failure_of",
+    "failure_outputs",
     "interrupted",
     "signal_name",
+    "truncate_utf8",
 ]
 
 #: The exit code of a run stopped by its deadline (as coreutils' ``timeout``).
 DEADLINE_EXIT_CODE = 124
+#: ``--outputs DIR/failureMessage`` holds at most this many bytes (UTF-8) of the message.
+MAX_FAILURE_MESSAGE = 4096
 
 
 class Action(enum.Enum):
@@ -167,3 +194,99 @@ def completed_note(action: Action, signum: int, url: str) -> str:
         Action.VERIFY: "verified: the verification",
     }
     return f"{signal_name(signum)} arrived after {url} was {done[action]} is complete"
+
+
+# --- a restore's check ------------------------------------------------------------------------
+
+_UNCHECKED = "the backup was restored, but not checked"
+
+
+def check_interrupted(signum: int, *, killed: bool = False) -> Interrupted:
+    """The error of a restore that ``signum`` stopped before its check had passed."""
+    how = "; the check command was killed" if killed else ""
+    return Interrupted(
+        f"stopped by {signal_name(signum)} before the restore's check was complete{how}: "
+        f"{_UNCHECKED}",
+        signum=signum,
+    )
+
+
+def decide_check(
+    status: ExitStatus, last_stderr_line: str, *, deadline: float | None, signum: int | None
+) -> StreamerError | None:
+    """How a restore's check ends: the error to raise, or None when it passed. Pure.
+
+    The deadline (one for the restore and its check together) and a signal count only if
+    their kill ended the check; a check that ended on its own is judged by its exit status,
+    and a failed one quotes the last line of its stderr, which usually says why.
+    """
+    if deadline is not None and status.killed:
+        return DeadlineExceeded(
+            f"the check command did not finish within the deadline of {deadline:g}s, which "
+            f"covers the restore and its check, and was killed: {_UNCHECKED}; raise "
+            "--deadline if they need longer",
+            exit_code=DEADLINE_EXIT_CODE,
+        )
+    if signum is not None and status.killed:
+        return check_interrupted(signum, killed=True)
+    if status.ok:
+        return None
+    details = [] if status.reason == f"exit code {status.code}" else [status.reason]
+    details.append(
+        f"its last stderr line: {last_stderr_line!r}" if last_stderr_line else "no stderr"
+    )
+    return CheckFailed(
+        "the backup was restored, but did not pass its check: the check command exited with "
+        f"{status.code} ({'; '.join(details)})",
+        exit_code=status.code,
+    )
+
+
+# --- why a run failed, for --outputs ----------------------------------------------------------
+
+#: Each error class's reason; an error takes its nearest class's (see failure_of).
+_FAILURES: dict[type[StreamerError], str] = {
+    IntegrityError: Failure.DIGEST_MISMATCH,
+    EncryptionError: Failure.DECRYPT_FAILED,
+    CompressionError: Failure.DECOMPRESS_FAILED,
+    CheckFailed: Failure.CHECK_FAILED,
+    # The contract's SourceFailed includes hitting the deadline, the restore's or the check's.
+    DeadlineExceeded: Failure.SOURCE_FAILED,
+    CommandFailed: Failure.COMMAND_FAILED,
+    SourceError: Failure.SOURCE_FAILED,  # StdinClosed too: the command was no longer reached
+    ObjectNotFound: Failure.NOT_FOUND,
+    StorageError: Failure.STORAGE_FAILED,
+    Interrupted: Failure.INTERRUPTED,
+    ConfigError: Failure.CONFIG,
+    # The only plain StreamerError: the summary cannot be written to --outputs DIR, a flag
+    # that names a directory the run cannot write (the same write is then likely to fail).
+    StreamerError: Failure.CONFIG,
+}
+
+
+def failure_of(error: StreamerError) -> str:
+    """The contract's reason for ``error`` (one of FAILURES): that of its nearest class."""
+    for cls in type(error).__mro__:
+        if cls in _FAILURES:
+            return _FAILURES[cls]
+    return _FAILURES[StreamerError]  # every StreamerError has StreamerError in its MRO
+
+
+def failure_outputs(error: StreamerError) -> dict[str, str]:
+    """The files ``--outputs DIR`` gets on failure (FAILURE_OUTPUTS): why, and the message."""
+    return {
+        Output.FAILURE: failure_of(error),
+        Output.FAILURE_MESSAGE: truncate_utf8(str(error), MAX_FAILURE_MESSAGE),
+    }
+
+
+def truncate_utf8(text: str, limit: int) -> str:
+    """``text`` in at most ``limit`` bytes of UTF-8, never cutting a character in two; a cut
+    text ends with an ellipsis. What cannot be encoded (a lone surrogate) becomes '?'."""
+    data = text.encode("utf-8", "replace")
+    if len(data) <= limit:
+        return data.decode("utf-8")
+    ellipsis = "…".encode()
+    if limit < len(ellipsis):
+        return data[:limit].decode("utf-8", "ignore")
+    return (data[: limit - len(ellipsis)] + ellipsis).decode("utf-8", "ignore")

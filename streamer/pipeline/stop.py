@@ -8,11 +8,13 @@ idempotent); the pipeline looks at the request at defined points (before the com
 before each chunk it passes on, once the command has exited) and ends the run through its
 ordinary error path, so the storage writer aborts exactly once. Later signals change nothing.
 
-The deadline kills the command the same way. Whether it *counts* is decided afterwards, from
-what the kill cut short, never from the timer having fired: a command that exits 0 just as the
-deadline passes has succeeded. The kill came first when it ended the command
-(:attr:`ExitStatus.killed`), or when a backup's output had not yet ended: a shell that exited
-0 while a process it started in the background still wrote its stdout was cut off mid-stream.
+The deadline kills the command the same way. It is one for the whole run: it starts with the
+first command watched, and a later one (a restore's check) gets what is left of it. Whether it
+*counts* is decided afterwards, from what the kill cut short, never from the timer having
+fired: a command that exits 0 just as the deadline passes has succeeded. The kill came first
+when it ended the command (:attr:`ExitStatus.killed`), or when a backup's output had not yet
+ended: a shell that exited 0 while a process it started in the background still wrote its
+stdout was cut off mid-stream.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Iterator
 
 from streamer.pipeline.outcome import Action, interrupted, signal_name
@@ -38,6 +41,7 @@ class Stop:
         self._signal: int | None = None
         self._repeats = 0
         self._deadline: float | None = None
+        self._deadline_at: float | None = None  # when the deadline passes (time.monotonic)
         self._output_ended = False
         self._deadline_cut_output = False
         self._command: Command | None = None
@@ -95,15 +99,23 @@ class Stop:
 
     @contextlib.contextmanager
     def watching(self, command: Command, deadline: float | None) -> Iterator[None]:
-        """While inside, a stop request kills ``command``, and so does its ``deadline``."""
+        """While inside, a stop request kills ``command``, and so does the run's ``deadline``.
+
+        The deadline's clock starts with the first command watched; a later command gets
+        what is left of it (nothing left: it is killed at once).
+        """
         with self._lock:
             self._command = command
             already = self._signal is not None
+            now = time.monotonic()
+            if deadline is not None and self._deadline_at is None:
+                self._deadline_at = now + deadline
+            left = None if self._deadline_at is None else max(0.0, self._deadline_at - now)
         if already:
             command.kill()
         timer = None
-        if deadline is not None:
-            timer = threading.Timer(deadline, self._deadline_passed, args=(command, deadline))
+        if deadline is not None and left is not None:
+            timer = threading.Timer(left, self._deadline_passed, args=(command, deadline))
             timer.daemon = True
             timer.start()
         try:

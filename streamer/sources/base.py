@@ -1,10 +1,13 @@
 """The contract between the pipeline and the place a command runs.
 
-A :class:`Runner` starts a command in one of two modes. In ``BACKUP`` mode the pipeline reads the
-command's stdout with :meth:`Command.readinto`; its stdin is empty. In ``RESTORE`` mode the
+A :class:`Runner` starts a command in one of three modes. In ``BACKUP`` mode the pipeline reads
+the command's stdout with :meth:`Command.readinto`; its stdin is empty. In ``RESTORE`` mode the
 pipeline writes the command's stdin with :meth:`Command.write` and then
-:meth:`Command.close_stdin`; its stdout is discarded. In both modes the command's stderr goes to
-the ``streamer.command`` logger line by line, and :meth:`Command.wait` gives the exit status.
+:meth:`Command.close_stdin`; its stdout is discarded. In ``CHECK`` mode (a restore's check) the
+pipeline uses neither end: stdin is empty and stdout goes to the log, line by line, so the
+streamer's own stdout stays clean. In every mode the command's stderr goes to the
+``streamer.command`` logger line by line, :meth:`Command.last_stderr_line` keeps the last of
+those lines for an error message, and :meth:`Command.wait` gives the exit status.
 
 Implementations must make :meth:`Command.kill` safe to call from another thread at any time
 (the deadline and a termination signal do), and must raise :class:`~streamer.errors.SourceError`
@@ -23,10 +26,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["STDERR_LOGGER", "Command", "ExitStatus", "Mode", "Runner", "forward_stderr_line"]
+__all__ = [
+    "MAX_LINE",
+    "MAX_QUOTED_LINE",
+    "STDERR_LOGGER",
+    "Command",
+    "ExitStatus",
+    "LineLog",
+    "Mode",
+    "Runner",
+]
 
-#: The logger that receives the command's stderr, one record per line.
+#: The logger that receives the command's stderr (and a check's stdout), one record per line.
 STDERR_LOGGER = logging.getLogger("streamer.command")
+#: A line longer than this is logged in pieces, so an output without newlines cannot grow memory.
+MAX_LINE = 64 * 1024
+#: The last stderr line an error message quotes is cut to this many characters.
+MAX_QUOTED_LINE = 300
 
 
 class Mode(enum.Enum):
@@ -34,6 +50,7 @@ class Mode(enum.Enum):
 
     BACKUP = "backup"  #: read stdout
     RESTORE = "restore"  #: write stdin
+    CHECK = "check"  #: neither: stdin is empty, stdout goes to the log
 
 
 @dataclass(frozen=True)
@@ -77,6 +94,13 @@ class Command(abc.ABC):
     def close(self) -> None:
         """Release every resource; kills the command if it is still running."""
 
+    def last_stderr_line(self) -> str:
+        """The last non-empty line of stderr, cut to MAX_QUOTED_LINE; "" if there was none.
+
+        Complete once :meth:`wait` has returned.
+        """
+        return ""
+
     def __enter__(self) -> Command:
         return self
 
@@ -92,8 +116,21 @@ class Runner(Protocol):
         ...
 
 
-def forward_stderr_line(line: bytes) -> None:
-    """Log one line of the command's stderr (decoded leniently, newline stripped)."""
-    text = line.rstrip(b"\r\n").decode("utf-8", "replace")
-    if text:
-        STDERR_LOGGER.info("%s", text)
+class LineLog:
+    """One of a command's outputs into the log, one record per line, keeping the last line.
+
+    A failed check's exit code says that it failed; the last line of its stderr usually says
+    why, so the error quotes it. Lines come from one thread; :attr:`last` is read after it.
+    """
+
+    def __init__(self) -> None:
+        self.last = ""
+
+    def line(self, line: bytes) -> None:
+        """Log one line (decoded leniently, newline stripped); an empty one is skipped."""
+        text = line.rstrip(b"\r\n").decode("utf-8", "replace")
+        if text:
+            STDERR_LOGGER.info("%s", text)
+            if len(text) > MAX_QUOTED_LINE:
+                text = text[: MAX_QUOTED_LINE - 1] + "…"
+            self.last = text

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import io
 import os
 import signal
 import subprocess
 import threading
 from collections.abc import Sequence
-from typing import IO
+from typing import IO, cast
 
 from streamer.errors import SourceError, StdinClosed
-from streamer.sources.base import Command, ExitStatus, Mode, forward_stderr_line
+from streamer.sources.base import MAX_LINE, Command, ExitStatus, LineLog, Mode
 
 __all__ = ["LocalCommand", "LocalRunner"]
 
@@ -32,7 +33,7 @@ class LocalRunner:
             proc = subprocess.Popen(
                 list(argv),
                 stdin=subprocess.PIPE if mode is Mode.RESTORE else subprocess.DEVNULL,
-                stdout=subprocess.PIPE if mode is Mode.BACKUP else subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL if mode is Mode.RESTORE else subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 bufsize=0,
                 start_new_session=True,
@@ -42,7 +43,7 @@ class LocalRunner:
         for pipe in (proc.stdin, proc.stdout):
             if pipe is not None:
                 _enlarge_pipe(pipe.fileno())
-        return LocalCommand(proc)
+        return LocalCommand(proc, mode)
 
 
 #: Pipe buffer we ask the kernel for: fewer, larger transfers (and wake-ups) than the 64 KiB
@@ -56,24 +57,25 @@ def _enlarge_pipe(fd: int) -> None:
 
 
 class LocalCommand(Command):
-    """A running child process."""
+    """A running child process.
 
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+    Threads of its own log stderr and, in check mode, stdout, a line at a time.
+    """
+
+    def __init__(self, proc: subprocess.Popen[bytes], mode: Mode) -> None:
         self._proc = proc
-        self._stdout: IO[bytes] | None = proc.stdout
+        self._stdout: IO[bytes] | None = proc.stdout if mode is Mode.BACKUP else None
         self._stdin: IO[bytes] | None = proc.stdin
         self._kill_sent = False
+        self._stderr = LineLog()
         assert proc.stderr is not None
-        self._stderr_thread = threading.Thread(
-            target=self._pump_stderr, args=(proc.stderr,), name="command-stderr", daemon=True
-        )
-        self._stderr_thread.start()
+        self._pumps = [_pump(proc.stderr, self._stderr, "command-stderr")]
+        if mode is Mode.CHECK:
+            assert proc.stdout is not None
+            self._pumps.append(_pump(proc.stdout, LineLog(), "command-stdout"))
 
-    @staticmethod
-    def _pump_stderr(stream: IO[bytes]) -> None:
-        with stream:
-            for line in iter(stream.readline, b""):
-                forward_stderr_line(line)
+    def last_stderr_line(self) -> str:
+        return self._stderr.last
 
     def readinto(self, buffer: memoryview) -> int:
         if self._stdout is None:
@@ -99,7 +101,7 @@ class LocalCommand(Command):
 
     def wait(self) -> ExitStatus:
         code = self._proc.wait()
-        self._stderr_thread.join(timeout=5)
+        self._join_pumps()
         if code < 0:
             name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
             # A process that exited before the kill keeps its own code: only a SIGKILL death
@@ -122,4 +124,22 @@ class LocalCommand(Command):
         self._proc.wait()
         if self._stdout is not None:
             self._stdout.close()
-        self._stderr_thread.join(timeout=5)
+        self._join_pumps()
+
+    def _join_pumps(self) -> None:
+        for pump in self._pumps:
+            pump.join(timeout=5)
+
+
+def _pump(stream: IO[bytes], log: LineLog, name: str) -> threading.Thread:
+    """Start a thread that logs ``stream`` line by line until its end, then closes it."""
+
+    def run() -> None:
+        # Buffered: the pipe is unbuffered (bufsize=0), whose readline reads a byte at a time.
+        with io.BufferedReader(cast(io.RawIOBase, stream)) as lines:
+            for line in iter(lambda: lines.readline(MAX_LINE), b""):
+                log.line(line)
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    return thread

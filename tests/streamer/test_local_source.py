@@ -9,7 +9,7 @@ import time
 import pytest
 
 from streamer.errors import SourceError, StdinClosed
-from streamer.sources.base import Mode
+from streamer.sources.base import MAX_LINE, Mode
 from streamer.sources.local import LocalRunner
 
 
@@ -104,3 +104,30 @@ def test_missing_program() -> None:
 def test_empty_command() -> None:
     with pytest.raises(SourceError, match="no command given"):
         LocalRunner().start([], Mode.BACKUP)
+
+
+def test_check_mode_logs_stdout_and_stderr_and_keeps_the_last_stderr_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="streamer.command")
+    script = "wc -c; echo first >&2; printf 'count 0, expected 1000' >&2; exit 5"
+    with LocalRunner().start(["sh", "-c", script], Mode.CHECK) as cmd:
+        status = cmd.wait()
+        assert cmd.last_stderr_line() == "count 0, expected 1000"
+        with pytest.raises(SourceError, match="not started for backup"):
+            cmd.readinto(memoryview(bytearray(16)))
+        with pytest.raises(StdinClosed):
+            cmd.write(b"x")
+    assert status.code == 5
+    lines = sorted(r.getMessage() for r in caplog.records if r.name == "streamer.command")
+    assert lines == ["0", "count 0, expected 1000", "first"]  # stdin is empty
+
+
+def test_a_long_output_line_is_logged_in_pieces(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="streamer.command")
+    argv = ["sh", "-c", f"head -c {2 * MAX_LINE + 10} /dev/zero | tr '\\0' x"]
+    with LocalRunner().start(argv, Mode.CHECK) as cmd:
+        assert cmd.wait().ok
+        assert cmd.last_stderr_line() == ""
+    lines = [r.getMessage() for r in caplog.records if r.name == "streamer.command"]
+    assert [len(line) for line in lines] == [MAX_LINE, MAX_LINE, 10]

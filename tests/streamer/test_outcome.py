@@ -1,7 +1,9 @@
 """How a run ends, as a table: exit status x stream x deadline x signal -> exit code, message.
 
 The decision is one pure function (:func:`streamer.pipeline.outcome.decide`); every row here is
-a way a backup or a restore can end, named by its id.
+a way a backup or a restore can end, named by its id. A restore's check is judged the same way
+(:func:`~streamer.pipeline.outcome.decide_check`), and every error maps to one of the
+contract's failure reasons (:func:`~streamer.pipeline.outcome.failure_of`).
 """
 
 from __future__ import annotations
@@ -10,25 +12,37 @@ import signal
 
 import pytest
 
+from streamer.contract import FAILURE_OUTPUTS, FAILURES, Failure, Output
 from streamer.errors import (
+    CheckFailed,
     CommandFailed,
     CompressionError,
+    ConfigError,
     DeadlineExceeded,
     EncryptionError,
+    IntegrityError,
     Interrupted,
+    ObjectNotFound,
     SourceError,
+    StdinClosed,
     StorageError,
     StreamerError,
 )
 from streamer.pipeline.outcome import (
     DEADLINE_EXIT_CODE,
+    MAX_FAILURE_MESSAGE,
     Action,
     Broken,
     Complete,
     StoppedReading,
     Stream,
+    check_interrupted,
     completed_note,
     decide,
+    decide_check,
+    failure_of,
+    failure_outputs,
+    truncate_utf8,
 )
 from streamer.sources.base import ExitStatus
 
@@ -145,6 +159,21 @@ TABLE = [
 ]  # fmt: skip
 
 
+def _assert_outcome(
+    outcome: StreamerError | None, exit_code: int, message: str, error: type[StreamerError] | None
+) -> bool:
+    """``outcome`` is ``error`` with ``exit_code`` and ``message`` (None: a success); whether
+    it is an error."""
+    if error is None:
+        assert outcome is None
+        assert (exit_code, message) == (0, "")
+        return False
+    assert type(outcome) is error
+    assert outcome.exit_code == exit_code
+    assert message in str(outcome)
+    return True
+
+
 @pytest.mark.parametrize(
     ("status", "output_cut", "expected"),
     [
@@ -183,13 +212,8 @@ def test_decide(
     error: type[StreamerError] | None,
 ) -> None:
     outcome = decide(action, status, stream, deadline=deadline, signum=signum)
-    if error is None:
-        assert outcome is None
-        assert (exit_code, message) == (0, "")
+    if not _assert_outcome(outcome, exit_code, message, error):
         return
-    assert type(outcome) is error
-    assert outcome.exit_code == exit_code
-    assert message in str(outcome)
     if action is Action.RESTORE:
         assert "nothing was stored" not in str(outcome)  # a restore stores nothing
 
@@ -219,3 +243,126 @@ def test_an_exit_code_outside_1_to_255_exits_1(code: int, exit_code: int) -> Non
 )  # fmt: skip
 def test_completed_note(action: Action, expected: str) -> None:
     assert completed_note(action, TERM, "s3://b/k") == expected
+
+
+# --- a restore's check ------------------------------------------------------------------------
+
+EXIT_4 = ExitStatus(4, "exit code 4")
+SEGV = ExitStatus(139, "killed by signal SIGSEGV")
+
+
+@pytest.mark.parametrize(
+    ("status", "last_line", "deadline", "signum", "exit_code", "message", "error"),
+    [
+        pytest.param(OK, "", None, None, 0, "", None, id="passes"),
+        pytest.param(EXIT_4, "count is 999", None, None, 4,
+                     "the check command exited with 4 (its last stderr line: 'count is 999')",
+                     CheckFailed, id="fails"),
+        pytest.param(EXIT_4, "", None, None, 4, "exited with 4 (no stderr)", CheckFailed,
+                     id="fails-silently"),
+        pytest.param(SEGV, "core dumped", None, None, 139,
+                     "exited with 139 (killed by signal SIGSEGV; its last stderr line: "
+                     "'core dumped')", CheckFailed, id="crashes"),
+        pytest.param(KILLED, "", 5.0, None, DEADLINE_EXIT_CODE,
+                     "did not finish within the deadline of 5s, which covers the restore and "
+                     "its check", DeadlineExceeded, id="deadline"),
+        pytest.param(OK, "", 5.0, None, 0, "", None, id="passes-as-the-deadline-passes"),
+        pytest.param(EXIT_4, "x", 5.0, None, 4, "exited with 4", CheckFailed,
+                     id="fails-as-the-deadline-passes"),
+        pytest.param(KILLED, "", None, TERM, 128 + TERM,
+                     "stopped by SIGTERM before the restore's check was complete; the check "
+                     "command was killed: the backup was restored, but not checked",
+                     Interrupted, id="signal-kills-the-check"),
+        pytest.param(OK, "", None, TERM, 0, "", None, id="signal-after-the-check-passed"),
+        pytest.param(EXIT_4, "x", None, TERM, 4, "exited with 4", CheckFailed,
+                     id="signal-after-the-check-failed"),
+        pytest.param(KILLED, "", 5.0, TERM, DEADLINE_EXIT_CODE, "deadline of 5s",
+                     DeadlineExceeded, id="deadline-then-signal"),
+    ],
+)  # fmt: skip
+def test_decide_check(
+    status: ExitStatus,
+    last_line: str,
+    deadline: float | None,
+    signum: int | None,
+    exit_code: int,
+    message: str,
+    error: type[StreamerError] | None,
+) -> None:
+    outcome = decide_check(status, last_line, deadline=deadline, signum=signum)
+    _assert_outcome(outcome, exit_code, message, error)
+
+
+def test_a_check_stopped_before_it_ran() -> None:
+    error = check_interrupted(INT)
+    assert error.exit_code == 128 + INT
+    assert str(error) == (
+        "stopped by SIGINT before the restore's check was complete: the backup was restored, "
+        "but not checked"
+    )
+
+
+# --- why a run failed, for --outputs ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "failure"),
+    [
+        pytest.param(IntegrityError("x"), Failure.DIGEST_MISMATCH, id="integrity"),
+        pytest.param(EncryptionError("x"), Failure.DECRYPT_FAILED, id="encryption"),
+        pytest.param(CompressionError("x"), Failure.DECOMPRESS_FAILED, id="compression"),
+        pytest.param(CheckFailed("x", exit_code=4), Failure.CHECK_FAILED, id="check"),
+        pytest.param(CommandFailed("x", exit_code=3), Failure.COMMAND_FAILED, id="command"),
+        pytest.param(DeadlineExceeded("x", exit_code=124), Failure.SOURCE_FAILED, id="deadline"),
+        pytest.param(SourceError("x"), Failure.SOURCE_FAILED, id="source"),
+        pytest.param(StdinClosed("x"), Failure.SOURCE_FAILED, id="stdin-closed"),
+        pytest.param(ObjectNotFound("x"), Failure.NOT_FOUND, id="not-found"),
+        pytest.param(StorageError("x"), Failure.STORAGE_FAILED, id="storage"),
+        pytest.param(Interrupted("x", signum=TERM), Failure.INTERRUPTED, id="interrupted"),
+        pytest.param(ConfigError("x"), Failure.CONFIG, id="config"),
+        pytest.param(StreamerError("x"), Failure.CONFIG, id="outputs-not-writable"),
+    ],
+)
+def test_failure_of(error: StreamerError, failure: str) -> None:
+    assert failure_of(error) == failure
+    assert failure in FAILURES
+    assert failure_outputs(error) == {Output.FAILURE: failure, Output.FAILURE_MESSAGE: "x"}
+    assert tuple(failure_outputs(error)) == FAILURE_OUTPUTS
+
+
+def test_every_error_class_of_the_tree_has_a_failure() -> None:
+    def subclasses(cls: type[StreamerError]) -> set[type[StreamerError]]:
+        found = set(cls.__subclasses__())
+        return found.union(*(subclasses(sub) for sub in found)) if found else found
+
+    import streamer.errors
+
+    public = {getattr(streamer.errors, name) for name in streamer.errors.__all__}
+    assert subclasses(StreamerError) >= public - {StreamerError}
+    # Every value an error can report; SourceFailed and ConfigError are reached more than once.
+    reported = {failure_of(cls.__new__(cls)) for cls in public}
+    assert reported == set(FAILURES)
+
+
+@pytest.mark.parametrize(
+    ("text", "limit", "expected"),
+    [
+        pytest.param("short", 4096, "short", id="fits"),
+        pytest.param("a" * 10, 10, "a" * 10, id="exactly"),
+        pytest.param("a" * 11, 10, "a" * 7 + "…", id="ascii-cut"),
+        pytest.param("ü" * 6, 10, "üüü…", id="two-byte-chars"),  # 7 bytes kept -> 3 chars
+        pytest.param("a✓✓✓", 9, "a✓…", id="never-half-a-char"),
+        pytest.param("bad \udcff byte", 4096, "bad ? byte", id="lone-surrogate"),
+    ],
+)
+def test_truncate_utf8(text: str, limit: int, expected: str) -> None:
+    cut = truncate_utf8(text, limit)
+    assert cut == expected
+    assert len(cut.encode()) <= limit
+
+
+def test_a_long_failure_message_is_cut_to_4096_bytes() -> None:
+    message = failure_outputs(SourceError("é" * 5000))[Output.FAILURE_MESSAGE]
+    assert MAX_FAILURE_MESSAGE == 4096
+    assert 4090 < len(message.encode()) <= 4096
+    assert message.endswith("…")

@@ -129,6 +129,18 @@ class ExecRunner:
             ready_timeout=ready_timeout,
         )
 
+    def for_container(self, container: str) -> ExecRunner:
+        """The same Pod, API client and settings, running commands in ``container``."""
+        return ExecRunner(
+            self._api,
+            self.namespace,
+            self.pod,
+            container,
+            ready_timeout=self.ready_timeout,
+            ping_interval=self.ping_interval,
+            retry=self.retry,
+        )
+
     def describe(self) -> str:
         return f"pod {self.namespace}/{self.pod} container {self.container}"
 
@@ -297,7 +309,7 @@ class ExecRunner:
                 ("command", list(argv)),
                 ("container", self.container),
                 ("stdin", mode is Mode.RESTORE),
-                ("stdout", mode is Mode.BACKUP),
+                ("stdout", mode is not Mode.RESTORE),  # a check's stdout goes to the log
                 ("stderr", True),
                 ("tty", False),
             ],

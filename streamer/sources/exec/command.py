@@ -29,7 +29,7 @@ from typing import Any
 from websocket import ABNF, WebSocketException
 
 from streamer.errors import SourceError, StdinClosed
-from streamer.sources.base import Command, ExitStatus, Mode, forward_stderr_line
+from streamer.sources.base import MAX_LINE, Command, ExitStatus, LineLog, Mode
 from streamer.sources.exec.frames import RawFrameWriter
 from streamer.sources.exec.protocol import STATUS, STDERR, STDOUT, parse_status
 from streamer.sources.exec.state import ConnectionState, Phase
@@ -47,7 +47,7 @@ DEFAULT_PING_INTERVAL = 20.0
 #: The connection is taken for dead after this many ping intervals without any frame back.
 UNANSWERED_PINGS = 3
 #: A stderr line longer than this is logged in pieces, so a binary stderr cannot grow memory.
-MAX_STDERR_LINE = 64 * 1024
+MAX_STDERR_LINE = MAX_LINE
 #: The Status object is small; a larger channel 3 is a protocol error, not a reason to buffer.
 MAX_STATUS_BYTES = 64 * 1024
 #: What websocket-client raises when the connection fails or the peer goes away.
@@ -60,7 +60,8 @@ class ExecCommand(Command):
     In backup mode the caller's :meth:`readinto` drives the frame loop, so a slow consumer
     leaves frames in the socket and TCP pushes back on the server; at most one frame is held.
     In restore mode a reader thread takes stderr and the Status, and a
-    :class:`~.stdin.StdinSender` sends what :meth:`write` queues.
+    :class:`~.stdin.StdinSender` sends what :meth:`write` queues. In check mode the reader
+    thread logs stdout too, and nothing is sent.
     """
 
     def __init__(
@@ -76,7 +77,8 @@ class ExecCommand(Command):
         self._where = where
         self._state = ConnectionState()
         self._status_bytes = bytearray()
-        self._stderr = bytearray()
+        self._stderr = _Lines(LineLog())
+        self._check_stdout = _Lines(LineLog()) if mode is Mode.CHECK else None
         self._pending = memoryview(b"")
         self._received = 0
         self._last_frame = time.monotonic()
@@ -92,6 +94,7 @@ class ExecCommand(Command):
             self._stdin = StdinSender(
                 RawFrameWriter(sock), self._state, where=where, on_bug=self._break_down
             )
+        if mode is not Mode.BACKUP:
             self._reader = threading.Thread(target=self._drain, name="exec-reader", daemon=True)
             self._reader.start()
 
@@ -138,34 +141,25 @@ class ExecCommand(Command):
                     self._received += len(payload)
                     return payload
             elif channel == STDERR:
-                self._stderr_chunk(payload)
+                self._stderr.feed(payload)
             elif channel == STATUS:
                 self._status_chunk(payload)
-        self._flush_stderr()  # the end of the stream ends stderr's last line
+        self._flush_output()  # the end of the stream ends the last lines
         return None
 
     def _drain(self) -> None:
         try:
-            while self._next_stdout() is not None:
-                pass  # restore has no stdout; anything there is discarded
+            while (payload := self._next_stdout()) is not None:
+                if self._check_stdout is not None:
+                    self._check_stdout.feed(payload)
+                # restore has no stdout; anything there is discarded
         except Exception:
             return  # recorded as the stream's ending by _next_stdout(); wait() reports it
 
-    def _stderr_chunk(self, payload: memoryview) -> None:
-        self._stderr += payload
-        start = 0
-        while (newline := self._stderr.find(b"\n", start)) >= 0:
-            forward_stderr_line(bytes(self._stderr[start : newline + 1]))
-            start = newline + 1
-        del self._stderr[:start]
-        while len(self._stderr) >= MAX_STDERR_LINE:
-            forward_stderr_line(bytes(self._stderr[:MAX_STDERR_LINE]))
-            del self._stderr[:MAX_STDERR_LINE]
-
-    def _flush_stderr(self) -> None:
-        if self._stderr:
-            forward_stderr_line(bytes(self._stderr))
-            self._stderr.clear()
+    def _flush_output(self) -> None:
+        self._stderr.flush()
+        if self._check_stdout is not None:
+            self._check_stdout.flush()
 
     def _status_chunk(self, payload: memoryview) -> None:
         self._status_bytes += payload
@@ -190,11 +184,13 @@ class ExecCommand(Command):
         In a backup, a peer that vanished without closing the TCP connection would otherwise
         leave a silent command's stream blocked until TCP gives up, many minutes later. Only
         time spent waiting for a frame counts: while the pipeline is not reading (S3 is slow)
-        the pongs wait unread in the socket, which says nothing about the peer. A restore is
-        not judged this way: a server that stops reading stdin (the command is busy) cannot
-        see the pings either, and that is back-pressure, not a dead peer.
+        the pongs wait unread in the socket, which says nothing about the peer. A check is
+        judged as a backup is (its reader thread always waits for frames). A restore is not
+        judged this way: a server that stops reading stdin (the command is busy) cannot see
+        the pings either, and that is back-pressure, not a dead peer.
         """
-        dead_after = interval * UNANSWERED_PINGS if self._mode is Mode.BACKUP else float("inf")
+        judged = self._mode is not Mode.RESTORE
+        dead_after = interval * UNANSWERED_PINGS if judged else float("inf")
         unanswered_since: float | None = None
         while not self._stop_pinging.wait(interval):
             if not self._state.is_open:
@@ -262,6 +258,8 @@ class ExecCommand(Command):
             if self._mode is Mode.BACKUP:
                 progress = f"after {self._received} bytes of output: {ending.reason}; the output "
                 progress += "is incomplete, so nothing is kept"
+            elif self._mode is Mode.CHECK:
+                progress = f"{ending.reason}; whether the check passed is unknown"
             else:
                 sent = self._stdin.sent if self._stdin is not None else 0
                 progress = f"after {sent} bytes of input: {ending.reason}; the restore may be "
@@ -300,9 +298,15 @@ class ExecCommand(Command):
         if self._stdin is not None:
             self._stdin.close()
 
+    def last_stderr_line(self) -> str:
+        return self._stderr.log.last
+
     def wait(self) -> ExitStatus:
         if self._reader is not None:
             self._state.ended.wait()
+            # Once the stream has ended the reader stops at once; joining it completes the
+            # last lines (a stderr line without a newline is logged when the stream ends).
+            self._reader.join(timeout=5)
         else:
             self._pending = memoryview(b"")
             try:
@@ -338,4 +342,29 @@ class ExecCommand(Command):
         if self._stdin is not None:
             self._stdin.join(timeout=5)
         self._sock.shutdown()
-        self._flush_stderr()
+        self._flush_output()
+
+
+class _Lines:
+    """A channel's payloads reassembled into lines for a :class:`LineLog`, in pieces of at
+    most MAX_STDERR_LINE bytes; only the frame loop's thread feeds it."""
+
+    def __init__(self, log: LineLog) -> None:
+        self.log = log
+        self._buffer = bytearray()
+
+    def feed(self, payload: memoryview) -> None:
+        self._buffer += payload
+        start = 0
+        while (newline := self._buffer.find(b"\n", start)) >= 0:
+            self.log.line(bytes(self._buffer[start : newline + 1]))
+            start = newline + 1
+        del self._buffer[:start]
+        while len(self._buffer) >= MAX_STDERR_LINE:
+            self.log.line(bytes(self._buffer[:MAX_STDERR_LINE]))
+            del self._buffer[:MAX_STDERR_LINE]
+
+    def flush(self) -> None:
+        if self._buffer:
+            self.log.line(bytes(self._buffer))
+            self._buffer.clear()
