@@ -26,10 +26,12 @@ from generator.models import (
     BackupRun,
     BackupRunSpec,
     BackupSchedule,
+    BackupScheduleSpec,
     BackupStorage,
     Object,
+    Verify,
 )
-from generator.podtemplate import RESERVED_CONTAINER_NAMES
+from generator.podtemplate import RESERVED_CONTAINER_NAMES, PodSpec
 from streamer.errors import ConfigError
 from streamer.pathtemplate import check_template
 from streamer.recipients import check_recipient
@@ -40,6 +42,7 @@ __all__ = [
     "check_cron",
     "check_objects",
     "check_run_spec",
+    "check_verify",
     "describe",
     "has_template_syntax",
     "parse_object",
@@ -201,10 +204,28 @@ def check_run_spec(spec: BackupRunSpec, prefix: str) -> Iterable[tuple[str, str]
                 check_recipient(recipient)
             except ConfigError as exc:
                 yield f"{prefix}.encryption.recipients[{i}]", str(exc)
+    yield from _check_pod(pod, f"{prefix}.template.spec")
+    try:
+        check_template(spec.storage.path)
+    except ConfigError as exc:
+        yield f"{prefix}.storage.path", str(exc)
+    dumped = spec.model_dump(by_alias=True, exclude_none=True, exclude={"storage"})
+    yield from _no_argo_variables(dumped, prefix)
+
+
+def _no_argo_variables(dumped: Mapping[str, Any], prefix: str) -> Iterable[tuple[str, str]]:
+    for path, text in _strings(dumped, prefix):
+        if "{{" in text:
+            yield path, "contains '{{', which Argo Workflows would try to resolve as a variable"
+
+
+def _check_pod(pod: PodSpec, prefix: str) -> Iterable[tuple[str, str]]:
+    """The rules of a Pod template whose containers run beside the streamer (``prefix``: its
+    ``spec``)."""
     for i, container in enumerate(pod.containers):
         if not container.command:
             yield (
-                f"{prefix}.template.spec.containers[{i}].command",
+                f"{prefix}.containers[{i}].command",
                 f"container {container.name!r} has no command; every container of the template "
                 'runs beside the streamer and must keep running: add e.g. command: ["sleep", "1d"]',
             )
@@ -215,20 +236,90 @@ def check_run_spec(spec: BackupRunSpec, prefix: str) -> Iterable[tuple[str, str]
         ("initContainers", pod.init_containers or ()),
     ):
         for i, container in enumerate(containers):
-            where = f"{prefix}.template.spec.{field}[{i}].name"
+            where = f"{prefix}.{field}[{i}].name"
             if container.name in RESERVED_CONTAINER_NAMES:
                 yield where, f"{container.name!r} is reserved by Argo; rename the container"
             if container.name in seen:
                 yield where, f"duplicate container name {container.name!r}"
             seen.add(container.name)
-    try:
-        check_template(spec.storage.path)
-    except ConfigError as exc:
-        yield f"{prefix}.storage.path", str(exc)
-    dumped = spec.model_dump(by_alias=True, exclude_none=True, exclude={"storage"})
-    for path, text in _strings(dumped, prefix):
-        if "{{" in text:
-            yield path, "contains '{{', which Argo Workflows would try to resolve as a variable"
+
+
+#: What only a restore drill has, by field (the CRD's CEL rules say the same).
+_ONLY_RESTORE_DRILL = (
+    ("template", "a Pod of its own"),
+    ("restore", "a restore action"),
+    ("check", "a check"),
+)
+
+
+def _not_in(name: str, pod: PodSpec, what: str) -> str:
+    names = ", ".join(c.name for c in pod.containers)
+    return f"{name!r} is not a container of verify.template{what}; containers: {names}"
+
+
+def check_verify(spec: BackupScheduleSpec, prefix: str = "spec") -> Iterable[tuple[str, str]]:
+    """The rules of a schedule's restore drills (``spec.verify``); (path, message) pairs."""
+    verify, run = spec.verify, spec.template.spec
+    if verify is None:
+        return
+    where = f"{prefix}.verify"
+    reason = check_cron(verify.schedule)
+    if reason:
+        yield f"{where}.schedule", reason
+    if verify.time_zone is not None:
+        reason = _check_timezone(verify.time_zone)
+        if reason:
+            yield f"{where}.timeZone", reason
+    if run.encryption is not None and run.encryption.decryption_key is None and run.restore is None:
+        # With a restore action, check_run_spec reports the missing key already.
+        yield (
+            f"{prefix}.template.spec.encryption.decryptionKey",
+            "required: a drill decrypts the backup; add the Secret key holding the age "
+            "identity, or remove verify",
+        )
+    if verify.level == "integrity":
+        for field, what in _ONLY_RESTORE_DRILL:
+            if getattr(verify, field) is not None:
+                yield (
+                    f"{where}.{field}",
+                    f"only a restore drill runs {what}; set level: restore or remove {field}",
+                )
+        return
+    yield from _check_restore_drill(verify, run, where)
+
+
+def _check_restore_drill(
+    verify: Verify, run: BackupRunSpec, where: str
+) -> Iterable[tuple[str, str]]:
+    action = verify.restore or run.restore
+    if action is None:
+        yield (
+            f"{where}.restore",
+            "required: a restore drill needs a restore action; add verify.restore, or restore "
+            "to spec.template.spec",
+        )
+    if verify.template is None:
+        yield (
+            f"{where}.template",
+            "required: a restore drill restores into a scratch Pod of its own; add "
+            "verify.template (e.g. a throwaway mysql:8.3.0 container), never the backed-up one",
+        )
+        return
+    pod = verify.template.spec
+    names = {c.name for c in pod.containers}
+    if verify.restore is not None and verify.restore.container not in names:
+        yield f"{where}.restore.container", _not_in(verify.restore.container, pod, "")
+    elif verify.restore is None and run.restore is not None and run.restore.container not in names:
+        yield (
+            f"{where}.restore",
+            _not_in(run.restore.container, pod, " (the schedule's restore runs there)")
+            + "; add verify.restore for the scratch Pod",
+        )
+    check = verify.check.container if verify.check is not None else None
+    if check is not None and check not in names:
+        yield f"{where}.check.container", _not_in(check, pod, "")
+    yield from _check_pod(pod, f"{where}.template.spec")
+    yield from _no_argo_variables(verify.model_dump(by_alias=True, exclude_none=True), where)
 
 
 def check_objects(
@@ -260,6 +351,7 @@ def check_objects(
                 reason = _check_timezone(obj.spec.time_zone)
                 if reason:
                     found.append(("spec.timeZone", reason))
+            found.extend(check_verify(obj.spec))
         elif isinstance(obj, BackupRun):
             spec = obj.spec
             if len(obj.metadata.name) > MAX_RUN_NAME:

@@ -38,6 +38,9 @@ __all__ = [
     "LABEL_RUN",
     "LABEL_SCHEDULE",
     "LABEL_STORAGE",
+    "LABEL_VERIFIES",
+    "LABEL_VERIFY_LEVEL",
+    "LABEL_VERIFY_OF",
     "MAX_ACTIVE_RUNS",
     "VERSION",
     "Action",
@@ -50,6 +53,7 @@ __all__ = [
     "BackupStorage",
     "BackupStorageSpec",
     "BackupStorageStatus",
+    "Check",
     "Compression",
     "Condition",
     "Encryption",
@@ -63,6 +67,8 @@ __all__ = [
     "SecretRef",
     "StorageParameters",
     "StorageRef",
+    "Verify",
+    "VerifyLevel",
 ]
 
 GROUP = "backup-operator.io"
@@ -72,6 +78,11 @@ API_VERSION = f"{GROUP}/{VERSION}"
 LABEL_SCHEDULE = f"{GROUP}/schedule"
 LABEL_RUN = f"{GROUP}/run"
 LABEL_STORAGE = f"{GROUP}/storage"
+#: On a restore drill's Workflow: the schedule it drills, and the BackupRun whose backup it checks.
+LABEL_VERIFY_OF = f"{GROUP}/verify-of"
+LABEL_VERIFIES = f"{GROUP}/verifies"
+#: On a drill's Workflow and WorkflowTemplate: the drill's level (``integrity`` or ``restore``).
+LABEL_VERIFY_LEVEL = f"{GROUP}/verify-level"
 ANNOTATION_TRIGGER = f"{GROUP}/trigger"
 ANNOTATION_RESTORE = f"{GROUP}/restore"
 ANNOTATION_RESTORED_AT = f"{GROUP}/restored-at"
@@ -532,14 +543,132 @@ class Retention(_Model):
         return self
 
 
+class Check(_Model):
+    """A command that proves a restore drill's data is there; its exit code decides."""
+
+    container: ContainerName | None = Field(
+        default=None,
+        description="The container of verify.template it runs in; absent: the restore's.",
+    )
+    command: Annotated[list[str], Field(min_length=1)] = Field(
+        description="The command, run once the restore succeeded, e.g. a count of rows."
+    )
+    args: list[str] | None = Field(default=None, description="Arguments of the command.")
+
+
+VerifyLevel = Literal["integrity", "restore"]
+
+_RESTORE_DRILL = "has(self.level) && self.level == 'restore'"
+_ONLY_RESTORE_DRILL = "only a restore drill runs {what}; set level: restore or remove {field}"
+_VERIFY_RULES = (
+    (
+        f"!has(self.template) || ({_RESTORE_DRILL})",
+        _ONLY_RESTORE_DRILL.format(what="a Pod of its own", field="template"),
+        ".template",
+    ),
+    (
+        f"!has(self.restore) || ({_RESTORE_DRILL})",
+        _ONLY_RESTORE_DRILL.format(what="a restore action", field="restore"),
+        ".restore",
+    ),
+    (
+        f"!has(self.check) || ({_RESTORE_DRILL})",
+        _ONLY_RESTORE_DRILL.format(what="a check", field="check"),
+        ".check",
+    ),
+    (
+        f"!({_RESTORE_DRILL}) || has(self.template)",
+        "a restore drill needs template: the scratch Pod it restores into",
+        ".template",
+    ),
+    (
+        "!has(self.restore) || !has(self.template) || "
+        "self.template.spec.containers.exists(c, c.name == self.restore.container)",
+        "verify.restore.container must be one of verify.template.spec.containers",
+        ".restore.container",
+    ),
+    (
+        "!has(self.check) || !has(self.check.container) || !has(self.template) || "
+        "self.template.spec.containers.exists(c, c.name == self.check.container)",
+        "verify.check.container must be one of verify.template.spec.containers",
+        ".check.container",
+    ),
+)
+
+
+class Verify(_Model):
+    """Restore drills of a schedule's backups, on a cron schedule of their own.
+
+    ``integrity`` downloads, decrypts and decompresses a successful backup and compares its
+    SHA-256 with the one recorded (``streamer verify``); ``restore`` restores it into a scratch
+    Pod (``template``) and runs ``check`` there. Neither touches the backed-up data.
+    """
+
+    model_config = ConfigDict(json_schema_extra=_cel(*_VERIFY_RULES))
+
+    schedule: Annotated[str, Field(min_length=1, max_length=256, pattern=CRON_PATTERN)] = Field(
+        description='Cron schedule of the drills, e.g. "0 4 * * 0" or @weekly.'
+    )
+    time_zone: str | None = Field(
+        default=None, description="IANA time zone of the drill schedule, e.g. Europe/Berlin."
+    )
+    suspend: bool = Field(default=False, description="true: no drill is started.")
+    level: VerifyLevel = Field(
+        default="integrity",
+        description="integrity (the default): read the backup back through every layer and "
+        "compare its SHA-256. restore: also restore it into template and run check.",
+    )
+    deadline_seconds: Annotated[int, Field(ge=1)] | None = Field(
+        default=None, description="Fail the drill if it has not finished after this long."
+    )
+    template: PodTemplate | None = Field(
+        default=None,
+        description="Level restore: the scratch Pod the backup is restored into (e.g. a "
+        "throwaway database), never the backed-up one.",
+    )
+    restore: Action | None = Field(
+        default=None,
+        description="Level restore: how to load the data into template; absent: the "
+        "schedule's restore action (spec.template.spec.restore), whose container must then "
+        "be one of template's.",
+    )
+    check: Check | None = Field(
+        default=None,
+        description="Level restore: a command run after the restore; the drill fails "
+        "unless it exits 0.",
+    )
+
+
+_SCHEDULE_RULES = (
+    ("has(self.template.spec.backup)", "a schedule's template needs a backup action"),
+    (
+        "!has(self.verify) || !has(self.verify.level) || self.verify.level != 'restore' || "
+        "has(self.verify.restore) || has(self.template.spec.restore)",
+        "a restore drill needs a restore action: add verify.restore, or restore to the template",
+        ".verify.restore",
+    ),
+    (
+        "!has(self.verify) || has(self.verify.restore) || !has(self.verify.template) || "
+        "!has(self.template.spec.restore) || self.verify.template.spec.containers.exists("
+        "c, c.name == self.template.spec.restore.container)",
+        "the template's restore.container must be one of verify.template.spec.containers, "
+        "or give verify.restore",
+        ".verify.template",
+    ),
+    (
+        "!has(self.verify) || !has(self.template.spec.encryption) || "
+        "has(self.template.spec.encryption.decryptionKey)",
+        "a drill decrypts the backup: an encrypted schedule with verify needs "
+        "encryption.decryptionKey",
+        ".template.spec.encryption.decryptionKey",
+    ),
+)
+
+
 class BackupScheduleSpec(_Model):
     """Runs on a cron schedule, with history limits or a calendar retention."""
 
-    model_config = ConfigDict(
-        json_schema_extra=_cel(
-            ("has(self.template.spec.backup)", "a schedule's template needs a backup action"),
-        )
-    )
+    model_config = ConfigDict(json_schema_extra=_cel(*_SCHEDULE_RULES))
 
     schedule: Annotated[str, Field(min_length=1, max_length=256, pattern=CRON_PATTERN)] = Field(
         description='Cron schedule, e.g. "0 0 * * *" or @daily.'
@@ -558,6 +687,11 @@ class BackupScheduleSpec(_Model):
         "failed runs still follow failedRunsHistoryLimit, the newest success is always kept.",
     )
     template: RunTemplate
+    verify: Verify | None = Field(
+        default=None,
+        description="Restore drills: prove on a schedule of their own that successful "
+        "backups can still be read back (integrity) or restored (restore).",
+    )
 
 
 class BackupScheduleStatus(_Model):
@@ -569,6 +703,15 @@ class BackupScheduleStatus(_Model):
     last_successful_time: datetime | None = None
     successful_runs: Annotated[int, Field(ge=0)] | None = None
     failed_runs: Annotated[int, Field(ge=0)] | None = None
+    last_verified_time: datetime | None = Field(
+        default=None, description="When the newest successful restore drill ended."
+    )
+    last_verified_run: str | None = Field(
+        default=None, description="The BackupRun that drill proved restorable."
+    )
+    last_verify_schedule_time: datetime | None = Field(
+        default=None, description="The last fire time of spec.verify.schedule a drill was due."
+    )
 
 
 class BackupSchedule(Object):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -29,8 +29,9 @@ from generator.models import (
     BackupStorage,
     Compression,
     ObjectLock,
+    SecretKeyRef,
 )
-from generator.podtemplate import PodSpec
+from generator.podtemplate import PodSpec, PodTemplate
 from streamer.contract import ENCODED_TEMPLATE_PREFIX, LOCK_OUTPUTS, Env, Flag, Output, Subcommand
 
 __all__ = [
@@ -48,9 +49,18 @@ __all__ = [
     "PodContext",
     "action_template",
     "bucket_url",
+    "decryption_key",
     "k8s_literal",
     "object_lock_of",
+    "output_files",
     "output_parameters",
+    "pod_fields",
+    "pod_template",
+    "read_args",
+    "step_metrics",
+    "stored_object_url",
+    "streamer_args",
+    "streamer_container",
     "workflow_pod_fields",
 ]
 
@@ -192,19 +202,46 @@ def _path_template(path: str) -> str:
     return path
 
 
-def _streamer_args(
-    kind: ActionKind, spec: BackupRunSpec, action: Action, ctx: PodContext
+def stored_object_url(storage: BackupStorage) -> str:
+    """The URL of the object a restore or drill reads: the key is the ``path`` parameter."""
+    return bucket_url(storage, "{{workflow.parameters." + PATH_PARAMETER + "}}")
+
+
+def read_args(spec: BackupRunSpec, storage: BackupStorage) -> list[str]:
+    """The options of a command that reads a run's stored object back (restore, verify)."""
+    args = _storage_args(storage)
+    # The streamer detects gzip by its magic bytes, which data stored uncompressed may
+    # start with too (a command that compresses on its own, e.g. tar -z).
+    if (spec.compression or Compression()).algorithm == "none":
+        args += [Flag.COMPRESSION, "none"]
+    if decryption_key(spec) is not None:
+        args += [Flag.IDENTITY, f"{IDENTITY_DIR}/{IDENTITY_FILE}"]
+    return args
+
+
+def decryption_key(spec: BackupRunSpec) -> SecretKeyRef | None:
+    """The Secret key holding the age identity, mounted into the steps that read (only)."""
+    return spec.encryption.decryption_key if spec.encryption is not None else None
+
+
+def streamer_args(
+    kind: ActionKind,
+    spec: BackupRunSpec,
+    action: Action,
+    ctx: PodContext,
+    options: Sequence[str] = (),
 ) -> list[str]:
+    """``streamer backup|restore`` into ``action``'s container; ``options`` are added to the
+    streamer's own (a drill's ``--outputs`` and ``--check``)."""
     if kind == "backup":
         args = [Subcommand.BACKUP, bucket_url(ctx.storage)]
     else:
-        path = "{{workflow.parameters." + PATH_PARAMETER + "}}"
-        args = [Subcommand.RESTORE, bucket_url(ctx.storage, path)]
+        args = [Subcommand.RESTORE, stored_object_url(ctx.storage)]
     args += [Flag.POD, f"$({Env.POD_NAME})", Flag.NAMESPACE, f"$({Env.POD_NAMESPACE})"]
     args += [Flag.CONTAINER, action.container]
-    args += _storage_args(ctx.storage)
-    compression = spec.compression or Compression()
     if kind == "backup":
+        compression = spec.compression or Compression()
+        args += _storage_args(ctx.storage)
         args += [Flag.COMPRESSION, compression.algorithm]
         if compression.level is not None:
             args += [Flag.LEVEL, str(compression.level)]
@@ -216,12 +253,8 @@ def _streamer_args(
             args += [Flag.VAR, f"{name}={value}"]
         args += [Flag.OUTPUTS, OUTPUTS_DIR]
     else:
-        # The streamer detects gzip by its magic bytes, which data stored uncompressed may
-        # start with too (a command that compresses on its own, e.g. tar -z).
-        if compression.algorithm == "none":
-            args += [Flag.COMPRESSION, "none"]
-        if spec.encryption is not None and spec.encryption.decryption_key is not None:
-            args += [Flag.IDENTITY, f"{IDENTITY_DIR}/{IDENTITY_FILE}"]
+        args += read_args(spec, ctx.storage)
+    args += options
     if action.deadline_seconds is not None:
         args += [Flag.DEADLINE, str(action.deadline_seconds)]
     args.append(Flag.END_OF_OPTIONS)
@@ -229,17 +262,21 @@ def _streamer_args(
     return args
 
 
-def _main(kind: ActionKind, spec: BackupRunSpec, action: Action, ctx: PodContext) -> m.Container:
+def streamer_container(
+    args: list[str], ctx: PodContext, *, outputs: bool, identity: bool
+) -> m.Container:
+    """The ``main`` container: the streamer, locked down, with the outputs directory and the
+    age identity mounted when the step writes outputs and decrypts."""
     mounts: list[m.VolumeMount] = []
-    if kind == "backup":
+    if outputs:
         mounts.append(m.VolumeMount(name=OUTPUTS_VOLUME, mount_path=OUTPUTS_DIR))
-    elif spec.encryption and spec.encryption.decryption_key:
+    if identity:
         mounts.append(m.VolumeMount(name=IDENTITY_VOLUME, mount_path=IDENTITY_DIR, read_only=True))
     return m.Container(
         name="main",
         image=ctx.image,
         command=list(STREAMER_COMMAND),
-        args=_streamer_args(kind, spec, action, ctx),
+        args=args,
         env=_env(ctx),
         volume_mounts=mounts or None,
         security_context=m.SecurityContext(
@@ -251,18 +288,27 @@ def _main(kind: ActionKind, spec: BackupRunSpec, action: Action, ctx: PodContext
     )
 
 
-def _metrics(kind: ActionKind, ctx: PodContext) -> m.Metrics:
+def _main(kind: ActionKind, spec: BackupRunSpec, action: Action, ctx: PodContext) -> m.Container:
+    args = streamer_args(kind, spec, action, ctx)
+    reads = kind == "restore" and decryption_key(spec) is not None
+    return streamer_container(args, ctx, outputs=kind == "backup", identity=reads)
+
+
+def step_metrics(kind: str, ctx: PodContext, what: str | None = None) -> m.Metrics:
+    """A step's Prometheus metrics, ``backup_operator_<kind>_…`` (``what``: the step in words;
+    default ``kind``). A backup also reports its stored size."""
+    what = what or kind
     labels = [m.MetricLabel(key=k, value=v) for k, v in sorted(ctx.metric_labels.items())]
     metrics = [
         m.Prometheus(
             name=f"backup_operator_{kind}_duration_seconds",
-            help=f"Duration of the last {kind}, in seconds",
+            help=f"Duration of the last {what}, in seconds",
             labels=labels,
             gauge=m.Gauge(realtime=False, value="{{duration}}"),
         ),
         m.Prometheus(
             name=f"backup_operator_{kind}_total",
-            help=f"Finished {kind}s, by status",
+            help=f"Finished {what}s, by status",
             labels=[*labels, m.MetricLabel(key="status", value="{{status}}")],
             counter=m.Counter(value="1"),
         ),
@@ -293,41 +339,69 @@ def _pod_patch(pod: PodSpec) -> str:
     return json.dumps(patch, sort_keys=True, separators=(",", ":"))
 
 
+def output_files(names: Sequence[str], default: str | None = None) -> m.Outputs:
+    """Output parameters read from the streamer's ``--outputs`` files, each also a global
+    output of the same name (see OUTPUT_PARAMETERS)."""
+    return m.Outputs(
+        parameters=[
+            m.Parameter(
+                name=name,
+                global_name=name,
+                value_from=m.ValueFrom(path=f"{OUTPUTS_DIR}/{name}", default=default),
+            )
+            for name in names
+        ]
+    )
+
+
 def action_template(kind: ActionKind, spec: BackupRunSpec, ctx: PodContext) -> m.Template:
     """The Argo template that runs one action of a run in its own Pod."""
     action = spec.backup if kind == "backup" else spec.restore
     if action is None:
         raise ValueError(f"the run has no {kind} action")  # callers check; a bug otherwise
-    pod = spec.template.spec
-    meta = spec.template.metadata
-    outputs = None
-    if kind == "backup":
-        outputs = m.Outputs(
-            parameters=[
-                m.Parameter(
-                    name=name,
-                    global_name=name,
-                    value_from=m.ValueFrom(path=f"{OUTPUTS_DIR}/{name}"),
-                )
-                for name in output_parameters(spec, ctx.storage)
-            ]
-        )
-    return m.Template(
-        name=kind,
-        metadata=m.Metadata(
+    return pod_template(
+        kind,
+        spec.template,
+        ctx,
+        _main(kind, spec, action, ctx),
+        deadline_seconds=action.deadline_seconds,
+        outputs=output_files(output_parameters(spec, ctx.storage)) if kind == "backup" else None,
+        metrics=step_metrics(kind, ctx),
+    )
+
+
+def pod_template(
+    name: str,
+    template: PodTemplate | None,
+    ctx: PodContext,
+    main: m.Container,
+    *,
+    deadline_seconds: int | None,
+    outputs: m.Outputs | None,
+    metrics: m.Metrics,
+) -> m.Template:
+    """An Argo template running ``main`` in a Pod of its own, built from the user's Pod
+    template (its containers as sidecars); without one, the streamer alone."""
+    meta = template.metadata if template else None
+    deadline = deadline_seconds + DEADLINE_MARGIN_SECONDS if deadline_seconds else None
+    common: dict[str, Any] = {
+        "name": name,
+        "metadata": m.Metadata(
             labels={**((meta.labels if meta else None) or {}), **ctx.labels},
             annotations=(meta.annotations if meta else None) or None,
         ),
-        active_deadline_seconds=(
-            m.IntOrString(action.deadline_seconds + DEADLINE_MARGIN_SECONDS)
-            if action.deadline_seconds
-            else None
-        ),
-        container=_main(kind, spec, action, ctx),
+        "active_deadline_seconds": m.IntOrString(deadline) if deadline else None,
+        "container": main,
+        "outputs": outputs,
+        "metrics": metrics,
+    }
+    if template is None:
+        return m.Template(**common)
+    pod = template.spec
+    return m.Template(
+        **common,
         sidecars=[_user_container(c) for c in pod.containers],
         init_containers=[_user_container(c) for c in pod.init_containers or ()] or None,
-        outputs=outputs,
-        metrics=_metrics(kind, ctx),
         node_selector=pod.node_selector,
         tolerations=pod.tolerations,
         affinity=pod.affinity,
@@ -343,20 +417,30 @@ def action_template(kind: ActionKind, spec: BackupRunSpec, ctx: PodContext) -> m
 
 def workflow_pod_fields(kind: ActionKind, spec: BackupRunSpec) -> dict[str, Any]:
     """WorkflowSpec fields that come from the Pod template (volumes, pull secrets, DNS)."""
-    pod = spec.template.spec
-    volumes: list[m.Volume] = list(pod.volumes or [])
-    if kind == "backup":
+    key = decryption_key(spec) if kind == "restore" else None
+    return pod_fields(spec.template.spec, outputs=kind == "backup", identity=key)
+
+
+def pod_fields(
+    pod: PodSpec | None, *, outputs: bool, identity: SecretKeyRef | None
+) -> dict[str, Any]:
+    """WorkflowSpec fields of a step's Pod: the template's volumes, pull secrets and DNS, and
+    the streamer's outputs directory and age identity when it has them."""
+    volumes: list[m.Volume] = list(pod.volumes or []) if pod else []
+    if outputs:
         volumes.append(m.Volume(name=OUTPUTS_VOLUME, empty_dir=m.EmptyDirVolumeSource()))
-    elif spec.encryption and spec.encryption.decryption_key:
-        ref = spec.encryption.decryption_key
+    if identity is not None:
         volumes.append(
             m.Volume(
                 name=IDENTITY_VOLUME,
                 secret=m.SecretVolumeSource(
-                    secret_name=ref.name, items=[m.KeyToPath(key=ref.key, path=IDENTITY_FILE)]
+                    secret_name=identity.name,
+                    items=[m.KeyToPath(key=identity.key, path=IDENTITY_FILE)],
                 ),
             )
         )
+    if pod is None:
+        return {"volumes": volumes or None}
     return {
         "volumes": volumes or None,
         "image_pull_secrets": pod.image_pull_secrets,

@@ -6,14 +6,15 @@
 - BackupRun → ``Workflow`` (same name) running the backup, and ``<run>-restore`` restoring the
   run's object when asked (``restore=True``, the ``backup-operator.io/restore`` annotation, or a
   run that has only a restore action).
+- A schedule with ``spec.verify`` → also a ``WorkflowTemplate`` ``<schedule>-verify``, its
+  restore drill (:mod:`generator.render.drill`, where the Workflow of one drill is rendered).
 
 Everything here is deterministic: the same objects give the same hera models, field for field.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 from hera.workflows import models as m
 
@@ -29,8 +30,18 @@ from generator.models import (
     BackupRunSpec,
     BackupSchedule,
     BackupStorage,
-    Compression,
     Object,
+)
+from generator.render.drill import verify_template
+from generator.render.meta import (
+    ARGO_API_VERSION,
+    DEFAULT_IMAGE,
+    DEFAULT_SERVICE_ACCOUNT,
+    DESCRIPTION,
+    TITLE,
+    RenderOptions,
+    object_meta,
+    stored_as,
 )
 from generator.render.pod import (
     PATH_PARAMETER,
@@ -40,7 +51,6 @@ from generator.render.pod import (
     object_lock_of,
     workflow_pod_fields,
 )
-from streamer import __version__
 
 __all__ = [
     "ARGO_API_VERSION",
@@ -55,47 +65,7 @@ __all__ = [
     "render_schedule",
 ]
 
-ARGO_API_VERSION = "argoproj.io/v1alpha1"
-DEFAULT_IMAGE = f"ghcr.io/backup-operator/backup-operator:{__version__}"
-#: The ServiceAccount of ``argo/namespace/workflow-rbac.yaml``: get pods, create pods/exec,
-#: workflowtaskresults (the ClusterRole ``argo/workflow-clusterrole.yaml``, bound per namespace).
-DEFAULT_SERVICE_ACCOUNT = "backup-operator-workflow"
-TITLE = "workflows.argoproj.io/title"
-DESCRIPTION = "workflows.argoproj.io/description"
-
 ArgoObject = m.Workflow | m.CronWorkflow | m.WorkflowTemplate
-
-
-@dataclass(frozen=True)
-class RenderOptions:
-    image: str = DEFAULT_IMAGE
-    service_account: str = DEFAULT_SERVICE_ACCOUNT
-    #: Namespace of generated objects whose source object names none.
-    namespace: str | None = None
-    #: Also render the restore Workflow of every run that has a restore action.
-    restore: bool = False
-    #: Rendered for the controller: the Workflows a CronWorkflow spawns carry
-    #: ``FINALIZER_CATALOGUE`` until the controller has recorded them. Never for plain
-    #: ``backup-gen render``: without a controller the Workflows could never be deleted.
-    catalogue: bool = False
-    #: The Secret, in each Workflow's own namespace, holding the storage's keys (the
-    #: controller's copy); None: the Secret the storage's ``spec.credentials`` names.
-    credentials_secret: str | None = None
-
-
-def _summary(spec: BackupRunSpec, storage: BackupStorage) -> str:
-    compression = spec.compression or Compression()
-    if compression.algorithm == "none":
-        parts = ["uncompressed"]
-    elif compression.level is None:
-        parts = ["gzip-compressed"]
-    else:
-        parts = [f"gzip-compressed at level {compression.level}"]
-    if spec.encryption is not None:
-        count = len(spec.encryption.recipients)
-        parts.append(f"age-encrypted for {count} recipient{'s' if count > 1 else ''}")
-    bucket = storage.spec.parameters.bucket
-    return f"BackupStorage `{storage.metadata.name}` (bucket `{bucket}`), {', '.join(parts)}"
 
 
 def _lock_text(spec: BackupRunSpec, storage: BackupStorage) -> str:
@@ -109,27 +79,12 @@ def _lock_text(spec: BackupRunSpec, storage: BackupStorage) -> str:
 
 
 def _backup_text(action: Action, spec: BackupRunSpec, storage: BackupStorage) -> str:
-    where = _summary(spec, storage) + _lock_text(spec, storage)
+    where = stored_as(spec, storage) + _lock_text(spec, storage)
     return f"Backs up container `{action.container}` to {where}."
 
 
 def _restore_text(action: Action, spec: BackupRunSpec, storage: BackupStorage) -> str:
-    return f"Restores into container `{action.container}` from {_summary(spec, storage)}."
-
-
-def _meta(
-    name: str,
-    namespace: str | None,
-    labels: Mapping[str, str],
-    title: str,
-    description: str,
-) -> m.ObjectMeta:
-    return m.ObjectMeta(
-        name=name,
-        namespace=namespace,
-        labels=dict(labels),
-        annotations={TITLE: title, DESCRIPTION: description},
-    )
+    return f"Restores into container `{action.container}` from {stored_as(spec, storage)}."
 
 
 def _spec(
@@ -192,7 +147,7 @@ def render_schedule(
         cron = m.CronWorkflow(
             api_version=ARGO_API_VERSION,
             kind="CronWorkflow",
-            metadata=_meta(name, namespace, labels, title, text),
+            metadata=object_meta(name, namespace, labels, title, text),
             spec=m.CronWorkflowSpec(
                 schedules=[schedule.spec.schedule],
                 timezone=schedule.spec.time_zone,
@@ -224,7 +179,7 @@ def render_schedule(
             m.WorkflowTemplate(
                 api_version=ARGO_API_VERSION,
                 kind="WorkflowTemplate",
-                metadata=_meta(f"{name}-restore", namespace, labels, title, text),
+                metadata=object_meta(f"{name}-restore", namespace, labels, title, text),
                 spec=_spec(
                     "restore",
                     spec,
@@ -237,6 +192,8 @@ def render_schedule(
                 ),
             )
         )
+    if schedule.spec.verify is not None:
+        objects.append(verify_template(schedule, schedule.spec.verify, storage, options))
     return objects
 
 
@@ -274,7 +231,7 @@ def render_run(run: BackupRun, storage: BackupStorage, options: RenderOptions) -
             m.Workflow(
                 api_version=ARGO_API_VERSION,
                 kind="Workflow",
-                metadata=_meta(name, namespace, labels, f"Backup {name}", text),
+                metadata=object_meta(name, namespace, labels, f"Backup {name}", text),
                 spec=_spec("backup", spec, ctx, options),
             )
         )
@@ -299,7 +256,7 @@ def render_run(run: BackupRun, storage: BackupStorage, options: RenderOptions) -
             m.Workflow(
                 api_version=ARGO_API_VERSION,
                 kind="Workflow",
-                metadata=_meta(f"{name}-restore", namespace, labels, f"Restore {name}", text),
+                metadata=object_meta(f"{name}-restore", namespace, labels, f"Restore {name}", text),
                 spec=_spec("restore", spec, ctx, options, arguments=_path_argument(path)),
             )
         )

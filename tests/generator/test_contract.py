@@ -25,11 +25,12 @@ import yaml
 from click.testing import CliRunner
 
 from generator.generate import render_texts
-from generator.render import RenderOptions
+from generator.render import DRILL_OUTPUTS, DRILL_TEMPLATE, RenderOptions
 from generator.render.pod import OUTPUT_PARAMETERS, OUTPUTS_DIR
 from streamer.cli import main as streamer
 from streamer.contract import (
     ENCODED_TEMPLATE_PREFIX,
+    FAILURE_OUTPUTS,
     LOCK_OUTPUTS,
     OUTPUTS,
     Env,
@@ -70,6 +71,9 @@ TEMPLATES = _templates()
 
 
 def _options(args: list[str]) -> list[str]:
+    """The streamer's own arguments (``verify`` runs no command, so has no ``--``)."""
+    if Flag.END_OF_OPTIONS not in args:
+        return args
     return args[: args.index(Flag.END_OF_OPTIONS)]
 
 
@@ -109,7 +113,7 @@ def test_every_output_parameter_is_a_file_the_streamer_writes_and_has_no_default
     locked = 0
     for name, template in TEMPLATES:
         parameters = (template.get("outputs") or {}).get("parameters", [])
-        if not parameters:
+        if not parameters or template["name"] == DRILL_TEMPLATE:
             continue
         container = template["container"]
         assert _options(container["args"])[:1] == [Subcommand.BACKUP], name
@@ -134,6 +138,26 @@ def test_every_output_parameter_is_a_file_the_streamer_writes_and_has_no_default
     assert locked, "no golden case renders a locked backup"
 
 
+def test_a_drill_declares_what_the_streamer_writes_on_success_and_on_failure() -> None:
+    drills = [(n, t) for n, t in TEMPLATES if t["name"] == DRILL_TEMPLATE]
+    assert {_options(t["container"]["args"])[0] for _, t in drills} == {
+        Subcommand.VERIFY,
+        Subcommand.RESTORE,
+    }
+    assert set(DRILL_OUTPUTS) == set(OUTPUTS) | set(FAILURE_OUTPUTS)
+    for name, template in drills:
+        args = template["container"]["args"]
+        assert _options(args)[_options(args).index(Flag.OUTPUTS) + 1] == OUTPUTS_DIR, name
+        assert OUTPUTS_DIR in [m["mountPath"] for m in template["container"]["volumeMounts"]]
+        parameters = template["outputs"]["parameters"]
+        assert [p["name"] for p in parameters] == list(DRILL_OUTPUTS), name
+        for parameter in parameters:
+            # Either set is missing in one outcome: an empty default keeps Argo collecting.
+            path = f"{OUTPUTS_DIR}/{parameter['name']}"
+            assert parameter["valueFrom"] == {"path": path, "default": ""}, name
+            assert parameter["globalName"] == parameter["name"], name
+
+
 # --- command lines -----------------------------------------------------------------------------
 
 
@@ -141,8 +165,12 @@ def _main_args() -> list[tuple[str, list[str]]]:
     return [(name, template["container"]["args"]) for name, template in TEMPLATES]
 
 
-def test_the_generator_writes_both_subcommands() -> None:
-    assert {args[0] for _, args in _main_args()} == {Subcommand.BACKUP, Subcommand.RESTORE}
+def test_the_generator_writes_every_subcommand() -> None:
+    assert {args[0] for _, args in _main_args()} == {
+        Subcommand.BACKUP,
+        Subcommand.RESTORE,
+        Subcommand.VERIFY,
+    }
 
 
 @pytest.mark.parametrize(("name", "args"), [pytest.param(*c, id=c[0]) for c in _main_args()])
@@ -157,6 +185,10 @@ def test_the_streamer_accepts_every_command_line_written(name: str, args: list[s
     with streamer.make_context("streamer", list(args), resilient_parsing=False) as parent:
         ctx = command.make_context(args[0], list(args[1:]), parent=parent, resilient_parsing=False)
     assert isinstance(ctx.command, click.Command)
+    if args[0] == Subcommand.VERIFY:
+        assert ctx.params["outputs"] == Path(OUTPUTS_DIR)
+        assert ctx.params["expected_sha256"] == "{{workflow.parameters.sha256}}"
+        return
     assert ctx.params["container"]
     assert ctx.params["command"] == tuple(args[args.index(Flag.END_OF_OPTIONS) + 1 :])
     if args[0] == Subcommand.BACKUP:
@@ -195,7 +227,7 @@ def test_the_environment_of_the_streamer_is_the_contracts(
     referenced = set(
         re.findall(r"(?<!\$)\$\(([A-Za-z_][A-Za-z0-9_]*)\)", " ".join(_options(container["args"])))
     )
-    assert referenced, name
+    assert referenced or container["args"][0] == Subcommand.VERIFY, name  # verify execs nothing
     assert referenced <= set(env), name
 
 

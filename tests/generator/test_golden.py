@@ -15,7 +15,7 @@ from hera.workflows import models as m
 from pydantic import BaseModel
 
 from generator.generate import render_texts
-from generator.render import RenderOptions
+from generator.render import DRILL_TEMPLATE, RenderOptions
 from tests.generator.conftest import GOLDEN, ROOT, UPDATE, load_yaml, run_validate_argo
 
 CASES = sorted(p.name.removesuffix(".in.yaml") for p in GOLDEN.glob("*.in.yaml"))
@@ -28,6 +28,8 @@ REQUIRED_CASES = {
     "restore-only",
     "suspended-timezone",
     "pod-template",
+    "verify-integrity",
+    "verify-restore",
 }
 HERA: dict[str, type[BaseModel]] = {
     "Workflow": m.Workflow,
@@ -104,14 +106,17 @@ def test_streamer_credentials_are_secret_references(name: str, doc: dict[str, An
             assert "secretKeyRef" in node["valueFrom"]
 
 
-def test_age_identity_is_mounted_only_into_restores() -> None:
+def test_age_identity_is_mounted_only_into_restores_and_drills() -> None:
+    mounted = set()
     for name, doc in _argo_documents():
         for template in _walk(doc):
             if "container" not in template or "name" not in template:
                 continue
             mounts = template["container"].get("volumeMounts", [])
-            has_identity = any(v["name"] == "backup-operator-age-identity" for v in mounts)
-            assert not has_identity or template["name"] == "restore", name
+            if any(v["name"] == "backup-operator-age-identity" for v in mounts):
+                assert template["name"] in ("restore", DRILL_TEMPLATE), name
+                mounted.add(template["name"])
+    assert mounted == {"restore", DRILL_TEMPLATE}
 
 
 def _seed_objects(text: str) -> list[str]:
