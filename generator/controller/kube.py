@@ -13,7 +13,9 @@ Writes:
 * create-if-absent (409 AlreadyExists is success), delete (404 is success), merge patches of
   labels and annotations;
 * finalizers: a merge patch of the whole list with the ``resourceVersion`` it was read at, so a
-  concurrent change answers 409 and the read-modify-write is tried again;
+  concurrent change answers 409 and the read-modify-write is tried again. Given the object as
+  the caller last saw it (``seen``, from the watch), the patch is sent at once at that version,
+  and only a 409 costs the read;
 * core/v1 Events, best effort (a failure is logged, never fails the plan), named by what they
   say (:attr:`~generator.controller.plan.EmitEvent.name`): one decided twice is posted once.
 
@@ -38,7 +40,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -222,13 +224,26 @@ class Kube:
         plan: Plan,
         *,
         delete_stored_object: Callable[[DeleteStoredObject], None] | None = None,
+        seen: Iterable[Mapping[str, Any]] = (),
     ) -> None:
         """Carry the actions out in order; the first that fails stops the plan (and raises).
 
-        ``delete_stored_object`` does :class:`DeleteStoredObject` (the S3 side).
+        ``delete_stored_object`` does :class:`DeleteStoredObject` (the S3 side). ``seen`` are
+        bodies as the caller last saw them: a finalizer of one of them that no earlier action
+        of the plan wrote to is patched at its ``resourceVersion`` without reading it first.
         """
+        hints = {_key(_ref(body)): body for body in seen}
         for action in plan.actions:
-            self.perform(action, delete_stored_object=delete_stored_object)
+            match action:
+                case AddFinalizer(ref=ref, finalizer=finalizer):
+                    self.add_finalizer(ref, finalizer, seen=hints.pop(_key(ref), None))
+                case RemoveFinalizer(ref=ref, finalizer=finalizer):
+                    self.remove_finalizer(ref, finalizer, seen=hints.pop(_key(ref), None))
+                case EmitEvent():
+                    self.perform(action)  # tells of the object, leaves its version alone
+                case _:
+                    hints.pop(_key(_written(action)), None)  # its version moves on
+                    self.perform(action, delete_stored_object=delete_stored_object)
 
     def perform(
         self,
@@ -366,13 +381,19 @@ class Kube:
         log.info("patched the metadata of %s", ref)
         return True
 
-    def add_finalizer(self, ref: ObjectRef, finalizer: str) -> None:
+    def add_finalizer(
+        self, ref: ObjectRef, finalizer: str, *, seen: Mapping[str, Any] | None = None
+    ) -> None:
         """Add ``finalizer`` unless it is there, or the object is gone or being deleted."""
-        self._retrying(lambda: self._edit_finalizers(ref, finalizer, add=True))
+        if seen is None or not self._edit_finalizers(ref, finalizer, add=True, body=seen):
+            self._retrying(lambda: self._edit_finalizers(ref, finalizer, add=True))
 
-    def remove_finalizer(self, ref: ObjectRef, finalizer: str) -> None:
+    def remove_finalizer(
+        self, ref: ObjectRef, finalizer: str, *, seen: Mapping[str, Any] | None = None
+    ) -> None:
         """Remove ``finalizer`` if it is there; an object already gone is fine."""
-        self._retrying(lambda: self._edit_finalizers(ref, finalizer, add=False))
+        if seen is None or not self._edit_finalizers(ref, finalizer, add=False, body=seen):
+            self._retrying(lambda: self._edit_finalizers(ref, finalizer, add=False))
 
     def delete(self, ref: ObjectRef, *, propagation: str = "Background") -> None:
         """Delete the object; one already gone (or replaced by another incarnation) is fine."""
@@ -450,20 +471,27 @@ class Kube:
         log.debug("wrote the status of %s", ref)
         return True
 
-    def _edit_finalizers(self, ref: ObjectRef, finalizer: str, *, add: bool) -> None:
-        """One read-modify-write of the finalizers; a change in between answers 409."""
-        body = self.get(ref)
+    def _edit_finalizers(
+        self, ref: ObjectRef, finalizer: str, *, add: bool, body: Mapping[str, Any] | None = None
+    ) -> bool:
+        """One read-modify-write of the finalizers (the read skipped when given ``body``); a
+        change in between answers 409. False if ``body`` was given and is out of date."""
+        seen = body is not None
         if body is None:
-            return
+            body = self.get(ref)
+        if body is None:
+            return True
         metadata = body.get("metadata") or {}
         current = list(metadata.get("finalizers") or [])
         if (finalizer in current) == add:
-            return
+            return True
         if add and metadata.get("deletionTimestamp"):
             log.debug("%s is being deleted; %s is not added", ref, finalizer)
-            return
+            return True
         wanted = [*current, finalizer] if add else [f for f in current if f != finalizer]
         precondition = {k: metadata[k] for k in ("resourceVersion", "uid") if metadata.get(k)}
+        if seen and "resourceVersion" not in precondition:
+            return False  # no version to hold the patch to: read it
         verb = "add" if add else "remove"
         response = self._request(
             "PATCH",
@@ -472,9 +500,14 @@ class Kube:
             body={"metadata": {"finalizers": wanted, **precondition}},
             content_type=MERGE,
             missing_ok=not add,
+            conflict_ok=seen,
         )
+        if response.status == 409:
+            log.debug("%s changed since it was seen; its finalizers are read again", ref)
+            return False
         if response.status != 404:
             log.info("%s the finalizer %s of %s", "added" if add else "removed", finalizer, ref)
+        return True
 
     def _send(self, method: str, ref: ObjectRef, what: str, **options: Any) -> _Response:
         """:meth:`_request`, tried again while it fails temporarily."""
@@ -569,6 +602,20 @@ class _Response:
                 detail = str(data.get("message") or "")
         text = f"cannot {what}: HTTP {self.status} {self.reason}".rstrip()
         return f"{text}: {detail}" if detail else text
+
+
+def _written(action: Action) -> ObjectRef:
+    """The object an action writes to (one that writes none: its ref, a harmless key)."""
+    match action:
+        case Apply(body=body) | Create(body=body):
+            return _ref(body)
+        case ApplyStatus(ref=ref) | Patch(ref=ref) | Delete(ref=ref):
+            return ref
+    return ObjectRef("", "", "")
+
+
+def _key(ref: ObjectRef) -> tuple[str, str, str]:
+    return (ref.kind, ref.namespace or "", ref.name)
 
 
 def _ref(body: Mapping[str, Any]) -> ObjectRef:

@@ -279,6 +279,44 @@ def test_a_conflicting_finalizer_edit_reads_again(kube: Kube, kube_api: KubeApi)
     assert stored["metadata"]["finalizers"] == [FINALIZER]
 
 
+def test_a_finalizer_of_an_object_seen_at_its_version_is_patched_without_a_read(
+    kube: Kube, kube_api: KubeApi
+) -> None:
+    seen = kube_api.create(RUNS, run_body(finalizers=["other/finalizer", FINALIZER]))
+    kube.execute(Plan((RemoveFinalizer(ref(), FINALIZER),)), seen=[seen])
+    assert requests(kube_api, "GET") == []
+    (patch,) = requests(kube_api, "PATCH")
+    assert patch["data"]["metadata"]["resourceVersion"] == seen["metadata"]["resourceVersion"]
+    stored = kube_api.get(RUNS, "run-1", "db")
+    assert stored is not None
+    assert stored["metadata"]["finalizers"] == ["other/finalizer"]
+
+
+def test_a_finalizer_of_an_object_seen_out_of_date_is_read_again(
+    kube: Kube, kube_api: KubeApi
+) -> None:
+    seen = kube_api.create(RUNS, run_body(finalizers=[FINALIZER]))
+    # someone adds a finalizer after the controller saw the run
+    kube_api.patch(RUNS, "run-1", {"metadata": {"finalizers": [FINALIZER, "other/x"]}}, "db")
+    kube.execute(Plan((RemoveFinalizer(ref(), FINALIZER),)), seen=[seen])
+    stored = kube_api.get(RUNS, "run-1", "db")
+    assert stored is not None
+    assert stored["metadata"]["finalizers"] == ["other/x"]  # theirs kept, ours removed
+    assert len(requests(kube_api, "GET")) >= 1
+
+
+def test_a_finalizer_after_a_write_to_the_same_object_is_not_patched_blind(
+    kube: Kube, kube_api: KubeApi
+) -> None:
+    seen = kube_api.create(RUNS, run_body(finalizers=[FINALIZER]))
+    plan = Plan((ApplyStatus(ref(), {"phase": "Failed"}), RemoveFinalizer(ref(), FINALIZER)))
+    kube.execute(plan, seen=[seen])
+    assert len(requests(kube_api, "GET")) == 1  # the status moved the version on: read it
+    stored = kube_api.get(RUNS, "run-1", "db")
+    assert stored is not None
+    assert stored["metadata"].get("finalizers") in (None, [])
+
+
 def test_removing_the_last_finalizer_lets_a_deleted_object_go(
     kube: Kube, kube_api: KubeApi
 ) -> None:
