@@ -38,7 +38,7 @@ from typing import Any
 from generator.controller.names import LABEL_CRON_WORKFLOW, LABEL_RESTORE_OF
 from generator.controller.storages import storage_name_of
 from generator.controller.workqueue import Key
-from generator.models import LABEL_RUN, LABEL_SCHEDULE
+from generator.models import LABEL_RUN, LABEL_SCHEDULE, LABEL_VERIFIES, LABEL_VERIFY_OF
 
 __all__ = [
     "APPLIED_FOR",
@@ -113,7 +113,7 @@ def is_our_workflow(body: Mapping[str, Any]) -> bool:
     """A Workflow that a run or a schedule of ours is about."""
     meta = _meta(body)
     labels = meta.get("labels") or {}
-    if labels.keys() & {LABEL_CRON_WORKFLOW, LABEL_RUN, LABEL_RESTORE_OF}:
+    if labels.keys() & {LABEL_CRON_WORKFLOW, LABEL_RUN, LABEL_RESTORE_OF, LABEL_VERIFY_OF}:
         return True
     return any(owner.get("kind") == RUN for owner in meta.get("ownerReferences") or ())
 
@@ -138,7 +138,7 @@ def summary(body: Mapping[str, Any]) -> Body:
     :func:`~generator.controller.storages.reconcile_storage` (identity, the storage named, a
     run's phase and size), the backstop (a run's phase) and the metrics of
     :mod:`generator.controller.metrics` (a run's schedule label, times and size; a schedule's
-    cron and creation time)."""
+    cron, suspension, creation time, and its drills' cron and last success)."""
     meta = _meta(body)
     status = _part(body, "status")
     spec = _part(body, "spec")
@@ -151,9 +151,23 @@ def summary(body: Mapping[str, Any]) -> Body:
     named = {"storage": {"name": storage_name_of(body)}}
     if body.get("kind") == SCHEDULE:
         kept["spec"] = {"schedule": spec.get("schedule"), "template": {"spec": named}}
+        for name in ("suspend", "timeZone"):
+            if name in spec:
+                kept["spec"][name] = spec[name]
+        verify = _part(spec, "verify")
+        if verify:
+            drill = ("schedule", "timeZone", "suspend", "level")
+            kept["spec"]["verify"] = {k: verify[k] for k in drill if k in verify}
     else:
         kept["spec"] = named
-    fields = ("phase", "sizeInBytes", "startTime", "completionTime")
+    fields = (
+        "phase",
+        "sizeInBytes",
+        "startTime",
+        "completionTime",
+        "lastVerifiedTime",
+        "lastVerifiedRun",
+    )
     kept_status = {k: status[k] for k in fields if k in status}
     if kept_status:
         kept["status"] = kept_status
@@ -172,6 +186,9 @@ class Cache:
         #: What each key is listed under in the two maps above, to take it out again.
         self._links: dict[Key, tuple[tuple[str, str] | None, str | None]] = {}
         self._kinds: dict[str, set[Key]] = defaultdict(set)
+        #: Drill Workflows by (namespace, schedule) and by (namespace, run drilled).
+        self._drills: dict[tuple[str, str, str], set[Key]] = defaultdict(set)
+        self._drill_links: dict[Key, tuple[tuple[str, str, str], ...]] = {}
 
     def __len__(self) -> int:
         return len(self._bodies)
@@ -189,6 +206,8 @@ class Cache:
         if kind in (RUN, SCHEDULE):
             storage = storage_name_of(body)
             self._views[key] = summary(body)
+        if kind == WORKFLOW:
+            self._link_drill(key, body)
         if schedule is not None:
             self._runs_of[schedule].add(key)
         if storage:
@@ -204,7 +223,22 @@ class Cache:
         self._kinds[kind].discard(key)
         return key
 
+    def _link_drill(self, key: Key, body: Mapping[str, Any]) -> None:
+        labels = _meta(body).get("labels") or {}
+        schedule, run = labels.get(LABEL_VERIFY_OF), labels.get(LABEL_VERIFIES)
+        links = tuple(
+            (by, key[1], str(name)) for by, name in ((SCHEDULE, schedule), (RUN, run)) if name
+        )
+        for link in links:
+            self._drills[link].add(key)
+        if links:
+            self._drill_links[key] = links
+
     def _unlink(self, key: Key) -> None:
+        for link in self._drill_links.pop(key, ()):
+            self._drills[link].discard(key)
+            if not self._drills[link]:
+                del self._drills[link]
         schedule, storage = self._links.pop(key, (None, None))
         if schedule is not None:
             self._runs_of[schedule].discard(key)
@@ -249,6 +283,11 @@ class Cache:
     def runs_of(self, namespace: str, schedule: str) -> list[Body]:
         """The bodies of the runs labelled with the schedule."""
         found = (self.get(key) for key in sorted(self._runs_of.get((namespace, schedule), ())))
+        return [body for body in found if body is not None]
+
+    def drills_of(self, kind: str, namespace: str, name: str) -> list[Body]:
+        """The drill Workflows of a schedule (``kind`` SCHEDULE) or of a run (RUN)."""
+        found = (self.get(key) for key in sorted(self._drills.get((kind, namespace, name), ())))
         return [body for body in found if body is not None]
 
     def users_of(self, storage: str, kind: str | None = None) -> list[Key]:

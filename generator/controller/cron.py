@@ -1,4 +1,4 @@
-"""How long a schedule may go between two backups: the longest gap between its fire times.
+"""When a schedule fires: the longest gap between its fire times, and the fire times around now.
 
 The alert on missing backups compares the age of a schedule's last successful run with its
 period; for a schedule that fires unevenly (``0 2 * * 1-5``: weekdays) the period that matters
@@ -10,16 +10,21 @@ grammar is the one :func:`generator.checks.check_cron` accepts: five numeric fie
 Fire times are walked day by day over eight years (a leap day recurs within eight), in
 wall-clock time: a daylight-saving shift moves a gap by an hour, which the alert's 1.5x factor
 absorbs.
+
+:func:`fires_around` gives the last fire time at or before a moment and the next one after it,
+in a time zone (an IANA name; UTC without one), as the controller schedules restore drills by
+it. ``@every`` fires at whole multiples of its duration since the Unix epoch.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from itertools import pairwise
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-__all__ = ["longest_gap"]
+__all__ = ["fires_around", "longest_gap"]
 
 _FIELDS = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 6))
 _ITEM = re.compile(r"^(\*|\?|(\d+)(?:-(\d+))?)(?:/(\d+))?$")
@@ -53,18 +58,13 @@ def longest_gap(schedule: str) -> float | None:
     fields = _parse(_MACROS.get(text, text))
     if fields is None:
         return None
-    minutes, hours, days, months, weekdays = fields
-    # Both day fields restricted: a day matches either (cron's rule); one "*": the other decides.
-    both = days != set(range(1, 32)) and weekdays != set(range(7))
-    times = sorted(h * 3600.0 + m * 60.0 for h in hours for m in minutes)
+    times = _times_of_day(fields)
     if not times:
         return None
     inside = max((b - a for a, b in pairwise(times)), default=0.0)
     longest, last_day = 0.0, None
     for offset in range(_DAYS):
-        day = _START + timedelta(days=offset)
-        in_month, in_week = day.day in days, (day.isoweekday() % 7) in weekdays
-        if day.month not in months or not (in_month or in_week if both else in_month and in_week):
+        if not _fires_on(fields, _START + timedelta(days=offset)):
             continue
         if last_day is not None:  # the last fire of the previous day to the first of this one
             longest = max(longest, (offset - last_day) * _DAY - times[-1] + times[0])
@@ -74,6 +74,71 @@ def longest_gap(schedule: str) -> float | None:
     if longest == 0.0:  # fires on one day in eight years: not a schedule to alert on by period
         return None
     return max(longest, inside)
+
+
+def fires_around(
+    schedule: str, now: datetime, time_zone: str | None = None
+) -> tuple[datetime | None, datetime | None]:
+    """The last fire time at or before ``now`` and the next one after it (UTC), each None if
+    there is none within eight years; both None if the text is not a schedule."""
+    text = schedule.strip()
+    if text.startswith("@every "):
+        every = _duration(text.removeprefix("@every ").strip())
+        if every is None:
+            return None, None
+        epoch = datetime(1970, 1, 1, tzinfo=UTC)
+        slots = (now - epoch).total_seconds() // every
+        return epoch + timedelta(seconds=slots * every), epoch + timedelta(
+            seconds=(slots + 1) * every
+        )
+    fields = _parse(_MACROS.get(text, text))
+    try:
+        zone: tzinfo = ZoneInfo(time_zone) if time_zone else UTC
+    except (ZoneInfoNotFoundError, ValueError):
+        return None, None
+    if fields is None:
+        return None, None
+    times = _times_of_day(fields)
+    local = now.astimezone(zone)
+    today = local.date()
+    last = following = None
+    for offset in range(_DAYS):  # back from today
+        day = today - timedelta(days=offset)
+        if _fires_on(fields, day):
+            fired = [t for t in _moments(day, times, zone) if t <= now]
+            if fired:
+                last = fired[-1]
+                break
+    for offset in range(_DAYS):  # on from today
+        day = today + timedelta(days=offset)
+        if _fires_on(fields, day):
+            coming = [t for t in _moments(day, times, zone) if t > now]
+            if coming:
+                following = coming[0]
+                break
+    return last, following
+
+
+def _moments(day: date, times: list[float], zone: tzinfo) -> list[datetime]:
+    moments = []
+    for seconds in times:
+        wall = datetime.combine(day, time(int(seconds // 3600), int(seconds % 3600 // 60)))
+        moments.append(wall.replace(tzinfo=zone).astimezone(UTC))
+    return sorted(moments)
+
+
+def _times_of_day(fields: tuple[set[int], ...]) -> list[float]:
+    minutes, hours = fields[0], fields[1]
+    return sorted(h * 3600.0 + m * 60.0 for h in hours for m in minutes)
+
+
+def _fires_on(fields: tuple[set[int], ...], day: date) -> bool:
+    """Whether the schedule fires on ``day``. Both day fields restricted: a day matches
+    either (cron's rule); one of them ``*``: the other decides."""
+    _, _, days, months, weekdays = fields
+    both = days != set(range(1, 32)) and weekdays != set(range(7))
+    in_month, in_week = day.day in days, (day.isoweekday() % 7) in weekdays
+    return day.month in months and (in_month or in_week if both else in_month and in_week)
 
 
 def _parse(text: str) -> tuple[set[int], ...] | None:
@@ -93,6 +158,8 @@ def _parse(text: str) -> tuple[set[int], ...] | None:
             else:
                 start = int(first)
                 end = int(last) if last is not None else (high if step else start)
+            if not low <= start <= end <= high or (step is not None and int(step) < 1):
+                return None  # out of range, or a step of 0: no schedule (and no huge set)
             allowed.update(range(start, end + 1, int(step) if step else 1))
         if not allowed or min(allowed) < low or max(allowed) > high:
             return None

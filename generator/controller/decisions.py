@@ -85,10 +85,18 @@ def decision(
             storage_error=storage_error(),
             settings=settings,
             now=now,
+            drills=cache.drills_of(RUN, namespace, name),
         )
     elif kind == SCHEDULE:
         runs = cache.runs_of(namespace, name)
-        plan = reconcile_schedule(body, storage=storage, runs=runs, settings=settings, now=now)
+        plan = reconcile_schedule(
+            body,
+            storage=storage,
+            runs=runs,
+            settings=settings,
+            now=now,
+            drills=cache.drills_of(SCHEDULE, namespace, name),
+        )
     else:
         schedule = ((body.get("metadata") or {}).get("labels") or {}).get(LABEL_CRON_WORKFLOW, "")
         plan = record_workflow(

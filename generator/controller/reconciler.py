@@ -75,7 +75,13 @@ from generator.controller.progress import is_final
 from generator.controller.settings import Settings
 from generator.controller.storages import storage_name_of
 from generator.controller.workqueue import WorkQueue
-from generator.models import API_VERSION, LABEL_RUN, LABEL_SCHEDULE
+from generator.models import (
+    API_VERSION,
+    LABEL_RUN,
+    LABEL_SCHEDULE,
+    LABEL_VERIFIES,
+    LABEL_VERIFY_OF,
+)
 
 __all__ = ["Controller", "Key", "WorkQueue"]
 
@@ -269,8 +275,15 @@ class Controller:
             self.queue.add((WORKFLOW, namespace, name))
             if deleted:
                 self.queue.add((RUN, namespace, name))
-        for run in {labels.get(LABEL_RUN), labels.get(LABEL_RESTORE_OF)} - {None}:
-            self.queue.add((RUN, namespace, str(run)))
+        for run in {
+            labels.get(LABEL_RUN),
+            labels.get(LABEL_RESTORE_OF),
+            labels.get(LABEL_VERIFIES),
+        }:
+            if run is not None:
+                self.queue.add((RUN, namespace, str(run)))
+        if LABEL_VERIFY_OF in labels:  # a drill: its schedule records the result
+            self.queue.add((SCHEDULE, namespace, str(labels[LABEL_VERIFY_OF])), RELATED_DELAY)
         for owner in meta.get("ownerReferences") or ():
             if owner.get("kind") == RUN and owner.get("apiVersion") == API_VERSION:
                 self.queue.add((RUN, namespace, str(owner.get("name"))))
@@ -308,7 +321,7 @@ class Controller:
 
             def carry_out() -> Plan:
                 plan = decided.decide()
-                self._execute(plan, store)
+                self._execute(plan, store, seen=body)
                 return plan
 
             plan = await self._in_thread(carry_out)
@@ -342,15 +355,22 @@ class Controller:
             return False
         return self.queue.due_within((WORKFLOW, key[1], run_workflow_name(run)), CATALOGUE_FIRST)
 
-    def _execute(self, plan: Plan, store: Callable[[DeleteStoredObject], None] | None) -> None:
+    def _execute(
+        self,
+        plan: Plan,
+        store: Callable[[DeleteStoredObject], None] | None,
+        *,
+        seen: Mapping[str, Any],
+    ) -> None:
         """Carry the plan out, less the applies of bodies this process applied unchanged less
-        than :data:`~generator.controller.cache.APPLIED_FOR` ago."""
+        than :data:`~generator.controller.cache.APPLIED_FOR` ago; ``seen`` is the object as
+        it was decided on (its finalizers are patched at that version)."""
         fresh = self.applied.fresh
         todo = [a for a in plan.actions if not (_is_apply(a) and fresh(a.body))]
         applies = [a.body for a in todo if _is_apply(a)]
         for body in applies:
             self.applied.forget(body)  # sent again, should this plan fail
-        self.kube.execute(Plan(tuple(todo)), delete_stored_object=store)
+        self.kube.execute(Plan(tuple(todo)), delete_stored_object=store, seen=[seen])
         for body in applies:
             self.applied.remember(body)
 

@@ -31,6 +31,9 @@ server returns them, to a :class:`~generator.controller.plan.Plan`:
   still on) is reported with reason ``Locked`` and tried again after
   :data:`LOCKED_RETRY_SECONDS`, not every :data:`DELETE_RETRY_SECONDS`.
 - The restore annotation: see :mod:`generator.controller.restores`.
+- Restore drills: the newest finished drill of the run sets its ``Verified`` condition, with an
+  Event for each new result (:func:`~generator.controller.drills.run_verified`); the phase is
+  never touched by a drill.
 
 The order of a plan: finalizer added, objects created, status, Events, annotations, stored
 object deleted, finalizer removed. Events follow the status they report, so a status write that
@@ -39,7 +42,7 @@ has to be retried posts no Event twice.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -47,6 +50,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from generator.controller.conditions import Cond, condition, parse_time, rfc3339
+from generator.controller.drills import run_verified, verified_events
 from generator.controller.names import (
     CONDITION_STORED_OBJECT_DELETED,
     FINALIZER_STORED_OBJECT,
@@ -317,12 +321,14 @@ def reconcile_run(
     storage_error: str | None,
     settings: Settings,
     now: datetime,
+    drills: Sequence[Body] = (),
 ) -> Plan:
     """The plan for one BackupRun (see the module docstring).
 
     ``workflow`` is the Workflow named :func:`run_workflow_name`, ``restore_workflow`` the one
     named :func:`~generator.controller.objects.restore_workflow_name` (None when absent);
-    ``storage_error`` is why the last deletion of the stored object failed, if it did.
+    ``storage_error`` is why the last deletion of the stored object failed, if it did;
+    ``drills`` are the drill Workflows labelled with the run.
     """
     ref = ref_of(run)
     meta = meta_of(run)
@@ -350,11 +356,12 @@ def reconcile_run(
         else _Release()
     )
     before = owned_status(run)
+    verified = run_verified(run, drills)
     status = run_status(
         step.progress,
         run,
         now,
-        extra=[*restore.conds, *release.conds],
+        extra=[*restore.conds, *release.conds, *([verified] if verified else [])],
         restored_at=restore.restored_at,
     )
     actions: list[Action] = [*first, *step.creates, *restore.creates]
@@ -362,6 +369,7 @@ def reconcile_run(
         actions.append(ApplyStatus(ref, status))
     actions += run_events(ref, before, status)
     actions += restore.events(ref, before, status)
+    actions += verified_events(ref, before, status)
     actions += _condition_events(ref, before, status, (CONDITION_STORED_OBJECT_DELETED,))
     actions += restore.patches(ref)
     actions += release.actions

@@ -15,10 +15,13 @@ BackupRuns labelled with it). In plan order it:
    deleted (a ``retainPolicy: Delete`` run's finalizer deletes its stored object first), then
    one ``Rotated`` Event names them. A run kept only for its Object Lock goes once the lock
    ends: the plan asks to be reconciled again at the earliest such ``retainUntil``;
-4. writes the status when it changed: ``successfulRuns``, ``failedRuns``, ``active`` (the
+4. submits the restore drill that is due, and deletes old drills
+   (:mod:`generator.controller.drills`);
+5. writes the status when it changed: ``successfulRuns``, ``failedRuns``, ``active`` (the
    newest :data:`~generator.models.MAX_ACTIVE_RUNS` runs in progress, oldest first),
    ``lastScheduleTime``, ``lastSuccessfulTime`` (neither moves back when rotation deletes runs)
-   and ``Ready``, with an Event when ``Ready`` changes status or reason.
+   ``lastVerifiedTime``, ``lastVerifiedRun``, ``lastVerifyScheduleTime`` (the drills') and
+   ``Ready``, with an Event when ``Ready`` changes status or reason.
 
 Events come after the change they tell of: a restart in between loses one, never doubles it.
 """
@@ -32,6 +35,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from generator.controller.conditions import Cond, condition, merge_conditions, parse_time, rfc3339
+from generator.controller.drills import schedule_drills
 from generator.controller.names import (
     ANNOTATION_SCHEDULED_TIME,
     CONDITION_READY,
@@ -290,11 +294,13 @@ def reconcile_schedule(
     runs: Sequence[Body],
     settings: Settings,
     now: datetime,
+    drills: Sequence[Body] = (),
 ) -> Plan:
     """The plan for one BackupSchedule (see the module docstring for what and in which order).
 
     ``storage`` is the BackupStorage its template names (None: absent); ``runs`` its
-    BackupRuns (others, and runs being deleted, are ignored).
+    BackupRuns (others, and runs being deleted, are ignored); ``drills`` the Workflows
+    labelled as its drills.
     """
     meta = schedule.get("metadata") or {}
     if meta.get("deletionTimestamp"):
@@ -361,11 +367,26 @@ def reconcile_schedule(
         gone = {a.ref.name for a in rotated if isinstance(a, Delete)}
         mine = [run for run in mine if run["metadata"]["name"] not in gone]
 
+    drill = schedule_drills(
+        schedule,
+        model,
+        runs=mine,
+        drills=drills,
+        storage=storage,
+        storage_ok=verdict.ok and problem is None,
+        settings=settings,
+        now=now,
+    )
+    actions += drill.actions
+    if drill.requeue_after is not None:
+        delays.append(drill.requeue_after)
+
     ready = _ready(model, verdict, problem, trigger.waiting)
-    status = _status(previous, ready, mine, now)
+    status = {**_status(previous, ready, mine, now), **drill.status}
     if status != {key: previous[key] for key in _STATUS_KEYS if key in previous}:
         actions.append(ApplyStatus(ref, status))
     actions += _ready_event(ref, previous.get("conditions"), ready)
+    actions += drill.events
     return Plan(tuple(actions), min(delays, default=None))
 
 
@@ -376,4 +397,7 @@ _STATUS_KEYS = (
     "active",
     "lastScheduleTime",
     "lastSuccessfulTime",
+    "lastVerifiedTime",
+    "lastVerifiedRun",
+    "lastVerifyScheduleTime",
 )

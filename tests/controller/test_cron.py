@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from generator.checks import check_cron
-from generator.controller.cron import longest_gap
+from generator.controller.cron import fires_around, longest_gap
 
 HOUR, DAY = 3600.0, 86400.0
 
@@ -59,3 +61,36 @@ def test_longest_gap(schedule: str, gap: float) -> None:
 )
 def test_no_gap_for_what_never_fires_or_is_no_schedule(schedule: str) -> None:
     assert longest_gap(schedule) is None
+
+
+@pytest.mark.parametrize(
+    "text", ["0-9999999999 * * * *", "*/0 * * * *", "0 24 * * *", "5-2 * * * *"]
+)
+def test_out_of_range_items_are_no_schedule(text: str) -> None:
+    assert longest_gap(text) is None
+    assert fires_around(text, datetime(2026, 12, 2, tzinfo=UTC)) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("text", "zone", "last", "following"),
+    [
+        ("0 4 * * 0", None, "2026-11-29T04:00", "2026-12-06T04:00"),  # a Wednesday: last Sunday
+        ("0 4 * * 0", "Europe/Paris", "2026-11-29T03:00", "2026-12-06T03:00"),
+        ("*/15 * * * *", None, "2026-12-02T10:00", "2026-12-02T10:15"),
+        ("0 10 * * *", None, "2026-12-02T10:00", "2026-12-03T10:00"),  # at the moment: fired
+        ("@every 1h", None, "2026-12-02T10:00", "2026-12-02T11:00"),
+        ("@weekly", None, "2026-11-29T00:00", "2026-12-06T00:00"),
+    ],
+)
+def test_fires_around(text: str, zone: str | None, last: str, following: str) -> None:
+    now = datetime(2026, 12, 2, 10, 0, tzinfo=UTC)
+    if text == "*/15 * * * *" or text == "@every 1h":
+        now = now.replace(minute=13)
+    got = fires_around(text, now, zone)
+    assert [t.strftime("%Y-%m-%dT%H:%M") if t else None for t in got] == [last, following]
+
+
+def test_a_schedule_that_never_fires_or_an_unknown_zone_has_no_fire_times() -> None:
+    now = datetime(2026, 12, 2, tzinfo=UTC)
+    assert fires_around("0 0 31 2 *", now) == (None, None)
+    assert fires_around("0 4 * * *", now, "Nowhere/Atlantis") == (None, None)
