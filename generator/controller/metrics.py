@@ -10,6 +10,12 @@ never sees a count that drifted from ``kubectl get backupruns``. The alerts in
 - ``backup_operator_schedule_interval_seconds``: the longest gap between two fire times of the
   schedule (:mod:`generator.controller.cron`), so an alert can allow 1.5x of it.
 - ``backup_operator_schedule_created_timestamp_seconds``: for schedules that never succeeded.
+- ``backup_operator_schedule_last_verified_timestamp_seconds`` (``status.lastVerifiedTime``: the
+  newest successful restore drill) and ``backup_operator_schedule_verify_interval_seconds`` (the
+  longest gap of ``spec.verify.schedule``), per schedule whose drills are due: see
+  :func:`drills_of`. A schedule never verified has only the interval, and its creation time
+  stands in for when its drills began. The drills' ``timeZone`` moves no gap but by a
+  daylight-saving hour, which the alert's 1.5x absorbs.
 - ``backup_operator_runs``: runs in the catalogue by schedule and phase.
 - ``backup_operator_storage_ready`` (1 or 0) and ``backup_operator_storage_size_bytes``.
 
@@ -33,7 +39,15 @@ from generator.controller.conditions import condition, parse_time
 from generator.controller.cron import longest_gap
 from generator.models import LABEL_SCHEDULE
 
-__all__ = ["CatalogueCollector", "LoopSnapshots", "Snapshot", "families", "snapshot_of"]
+__all__ = [
+    "CatalogueCollector",
+    "LoopSnapshots",
+    "Snapshot",
+    "drills_of",
+    "families",
+    "period_of",
+    "snapshot_of",
+]
 
 Body = Mapping[str, Any]
 PREFIX = "backup_operator"
@@ -91,6 +105,16 @@ def families(snapshot: Snapshot) -> list[GaugeMetricFamily]:
     stored = _gauge(
         "storage_size_bytes", "Total stored bytes of the storage's successful runs.", ["storage"]
     )
+    last_verified = _gauge(
+        "schedule_last_verified_timestamp_seconds",
+        "When the newest successful restore drill of the schedule completed (Unix time).",
+        SCHEDULE_LABELS,
+    )
+    verify_interval = _gauge(
+        "schedule_verify_interval_seconds",
+        "The longest gap between two fire times of the schedule's restore drills.",
+        SCHEDULE_LABELS,
+    )
 
     newest: dict[tuple[str, str], tuple[datetime, Body]] = {}
     phases: Counter[tuple[str, str, str]] = Counter()
@@ -110,9 +134,17 @@ def families(snapshot: Snapshot) -> list[GaugeMetricFamily]:
 
     for body in snapshot.schedules:
         labels = list(_where(body))
-        gap = longest_gap(str((body.get("spec") or {}).get("schedule") or ""))
+        gap = period_of((body.get("spec") or {}).get("schedule"))
         if gap is not None:
             interval.add_metric(labels, gap)
+        drills = drills_of(body)
+        if drills is not None:
+            verified = parse_time(_status(body).get("lastVerifiedTime"))
+            if verified is not None:
+                last_verified.add_metric(labels, verified.timestamp())
+            drill_gap = period_of(drills.get("schedule"))
+            if drill_gap is not None:
+                verify_interval.add_metric(labels, drill_gap)
         made = parse_time(_meta(body).get("creationTimestamp"))
         if made is not None:
             created.add_metric(labels, made.timestamp())
@@ -134,7 +166,44 @@ def families(snapshot: Snapshot) -> list[GaugeMetricFamily]:
         ready.add_metric(name, 1.0 if cond is not None and cond.get("status") == "True" else 0.0)
         if isinstance(_status(body).get("sizeInBytes"), int):
             stored.add_metric(name, _status(body)["sizeInBytes"])
-    return [last_time, last_size, last_duration, interval, created, runs, ready, stored]
+    return [
+        last_time,
+        last_size,
+        last_duration,
+        interval,
+        created,
+        runs,
+        ready,
+        stored,
+        last_verified,
+        verify_interval,
+    ]
+
+
+def drills_of(schedule: Body) -> Mapping[str, Any] | None:
+    """The schedule's ``spec.verify`` if its restore drills are due, else None: none set, the
+    drills suspended, or the schedule itself suspended. A suspended schedule makes no backup to
+    drill, and its backups' age already raises BackupMissing: an alert on its drills as well
+    would only repeat it, so neither drill series is exported for it."""
+    spec = schedule.get("spec")
+    if not isinstance(spec, Mapping) or spec.get("suspend") is True:
+        return None
+    verify = spec.get("verify")
+    if not isinstance(verify, Mapping) or verify.get("suspend") is True:
+        return None
+    return verify
+
+
+def period_of(schedule: object) -> float | None:
+    """The longest gap of a cron schedule (:func:`~generator.controller.cron.longest_gap`), or
+    None when it has none: a text that is not a schedule must cost its own series, not the
+    scrape (``*/0`` makes the walk raise ``ValueError``)."""
+    if not isinstance(schedule, str):
+        return None
+    try:
+        return longest_gap(schedule)
+    except ValueError:
+        return None
 
 
 def snapshot_of(indices: Mapping[str, Any]) -> Snapshot:

@@ -3,7 +3,8 @@
 Each case feeds promtool the series the controller exports (names from
 :mod:`generator.controller.metrics`) and says when which alert fires, with what text: the 1.5x
 period of a daily and of a weekday schedule, a schedule that never succeeded, the static
-fallback, a storage that is not Ready, and reconcile errors that are not temporary.
+fallback, restore drills missed, never verified and just verified, a storage that is not Ready,
+and reconcile errors that are not temporary.
 """
 
 from __future__ import annotations
@@ -54,12 +55,17 @@ def fires(name: str, at: str, labels: dict[str, str], summary: str, description:
     return {"eval_time": at, "alertname": name, "exp_alerts": [expected]}
 
 
-def promtool_test(tmp_path: Path, input_series: list[dict[str, str]], *cases: dict) -> None:
+def promtool_test(
+    tmp_path: Path, input_series: list[dict[str, str]], *cases: dict, interval: str = "1m"
+) -> None:
+    """Run ``cases`` on ``input_series`` (one sample an ``interval``, and one evaluation)."""
     promtool = require_tool("promtool")
     spec = {
         "rule_files": [rule_file(tmp_path).name],
-        "evaluation_interval": "1m",
-        "tests": [{"interval": "1m", "input_series": input_series, "alert_rule_test": [*cases]}],
+        "evaluation_interval": interval,
+        "tests": [
+            {"interval": interval, "input_series": input_series, "alert_rule_test": [*cases]}
+        ],
     }
     (tmp_path / "test.yaml").write_text(yaml.safe_dump(spec))
     done = subprocess.run(
@@ -74,7 +80,7 @@ def test_the_rules_are_valid(tmp_path: Path) -> None:
         [promtool, "check", "rules", str(rule_file(tmp_path))], capture_output=True, text=True
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 5 rules found" in done.stdout
+    assert "SUCCESS: 6 rules found" in done.stdout
 
 
 def test_a_daily_backup_is_missed_after_a_day_and_a_half(tmp_path: Path) -> None:
@@ -165,6 +171,118 @@ def test_the_static_fallback_for_a_schedule_without_a_period(tmp_path: Path) -> 
     )
 
 
+DRILL = "BackupRestoreDrillMissing"
+#: A schedule whose backups are on time: the drill alert must not lean on the backup series.
+FRESH_BACKUPS = [
+    series("schedule_last_success_timestamp_seconds", f"0+60x{FIVE_DAYS}"),
+    series("schedule_interval_seconds", DAY),
+]
+
+
+def drill_missing(at: str, age: str) -> dict:
+    return fires(
+        DRILL,
+        at,
+        {"severity": "warning", **NIGHTLY},
+        "No successful restore drill of db/nightly within 1.5x its drill period",
+        f"No restore drill of BackupSchedule db/nightly has succeeded in the last {age}. Find the "
+        "newest drilled run in kubectl get backupruns -n db -l backup-operator.io/schedule=nightly "
+        "and read why its drill failed in the Verified condition of kubectl describe backuprun "
+        "-n db <run>.",
+    )
+
+
+def test_a_daily_drill_is_missed_after_a_day_and_a_half(tmp_path: Path) -> None:
+    promtool_test(
+        tmp_path,
+        [
+            *FRESH_BACKUPS,
+            series("schedule_created_timestamp_seconds", 0),
+            series("schedule_last_verified_timestamp_seconds", 0),
+            series("schedule_verify_interval_seconds", DAY),
+        ],
+        quiet(DRILL, "35h"),
+        quiet(DRILL, "36h5m"),  # over 1.5x, but not yet for 10 minutes
+        drill_missing("37h", "1d 13h 0m 0s"),
+        quiet("BackupMissing", "37h"),
+    )
+
+
+def test_a_weekly_drill_may_wait_a_week_and_a_half(tmp_path: Path) -> None:
+    eleven_days = 11 * 24 * 12  # five-minute samples: a minute's would take seconds to evaluate
+    promtool_test(
+        tmp_path,
+        [
+            series("schedule_created_timestamp_seconds", f"0x{eleven_days}"),
+            series("schedule_last_verified_timestamp_seconds", f"0x{eleven_days}"),
+            series("schedule_verify_interval_seconds", f"{7 * DAY}x{eleven_days}"),
+        ],
+        quiet(DRILL, "250h"),  # 10 days and 10 hours: a daily drill would have fired long ago
+        drill_missing("253h", "10d 13h 0m 0s"),
+        interval="5m",
+    )
+
+
+def test_a_schedule_never_verified_counts_from_its_creation(tmp_path: Path) -> None:
+    verified = {"namespace": "db", "schedule": "verified"}
+    promtool_test(
+        tmp_path,
+        [
+            *FRESH_BACKUPS,
+            series("schedule_created_timestamp_seconds", 0),
+            series("schedule_verify_interval_seconds", DAY),
+            series("schedule_created_timestamp_seconds", 0, **verified),
+            series("schedule_last_verified_timestamp_seconds", 30 * 3600, **verified),
+            series("schedule_verify_interval_seconds", DAY, **verified),
+        ],
+        quiet(DRILL, "30h"),
+        drill_missing("40h", "1d 16h 0m 0s"),  # only nightly: "verified" had a drill at 30h
+        quiet("BackupNeverSucceeded", "40h"),
+    )
+
+
+def test_a_first_drill_clears_the_alert_of_a_schedule_never_verified(tmp_path: Path) -> None:
+    # Created at 0, first verified 99 hours in: the alert fires before and stops at once after.
+    first = f"_x{99 * 60} {99 * 3600}x{FIVE_DAYS - 99 * 60}"
+    promtool_test(
+        tmp_path,
+        [
+            series("schedule_created_timestamp_seconds", 0),
+            series("schedule_last_verified_timestamp_seconds", first),
+            series("schedule_verify_interval_seconds", DAY),
+        ],
+        drill_missing("98h", "4d 2h 0m 0s"),
+        quiet(DRILL, "100h"),
+    )
+
+
+def test_a_new_drill_clears_the_alert(tmp_path: Path) -> None:
+    last = f"0x{40 * 60} {40 * 3600}x{FIVE_DAYS - 40 * 60}"
+    promtool_test(
+        tmp_path,
+        [
+            series("schedule_created_timestamp_seconds", 0),
+            series("schedule_last_verified_timestamp_seconds", last),
+            series("schedule_verify_interval_seconds", DAY),
+        ],
+        drill_missing("39h", "1d 15h 0m 0s"),
+        quiet(DRILL, "41h"),
+    )
+
+
+def test_no_drill_alert_without_a_drill_period(tmp_path: Path) -> None:
+    # Drills not due (none set, suspended) or never firing export no interval: nothing to miss.
+    promtool_test(
+        tmp_path,
+        [
+            *FRESH_BACKUPS,
+            series("schedule_created_timestamp_seconds", 0),
+            series("schedule_last_verified_timestamp_seconds", 0),
+        ],
+        quiet(DRILL, "100h"),
+    )
+
+
 def test_a_storage_that_stays_unready(tmp_path: Path) -> None:
     promtool_test(
         tmp_path,
@@ -205,8 +323,12 @@ def test_refused_reconciles_warn_and_temporary_ones_do_not(tmp_path: Path) -> No
 
 def test_every_metric_the_rules_use_is_exported() -> None:
     used = set(re.findall(r"backup_operator_\w+", RULES.read_text()))
+    drilled = schedule(
+        verify={"schedule": "0 3 * * 0", "level": "restore"},
+        status={"lastVerifiedTime": "2024-05-01T03:00:00Z", "lastVerifiedRun": "nightly-1"},
+    )
     full = Snapshot(
-        schedules=[schedule()],
+        schedules=[drilled],
         runs=[run("nightly-1", "Succeeded", 0, size=1)],
         storages=[storage(status={"sizeInBytes": 1})],
     )
