@@ -63,12 +63,20 @@ def check_bucket(storage: Body, secret: Body | None, *, timeout: float) -> None:
     """Whether the bucket of ``storage`` can be used with the keys of ``secret``.
 
     Raises ObjectStoreError saying what is wrong (no Secret, a missing key, a missing bucket,
-    rejected keys, an endpoint that does not answer within ``timeout`` seconds).
+    rejected keys, an endpoint that does not answer within ``timeout`` seconds, a storage with
+    ``objectLock`` whose bucket has no Object Lock enabled: every backup in it would fail).
     """
     name, spec = _parse(storage)
     keys = _keys(name, spec, secret)
+
+    def check(cancelled: threading.Event) -> None:
+        store = _open(spec, keys)
+        store.check(cancelled=cancelled)
+        if spec.object_lock is not None:
+            store.check_object_lock()
+
     _bounded(
-        lambda cancelled: _open(spec, keys).check(cancelled=cancelled),
+        check,
         timeout,
         f"checking the bucket {spec.parameters.bucket!r} of BackupStorage {name}",
         keys,

@@ -54,6 +54,22 @@ def test_a_reachable_bucket_passes(s3_endpoint: str, bucket: str) -> None:
     check_bucket(storage_body(s3_endpoint, bucket), default_secret(), timeout=10)
 
 
+def test_a_storage_asking_for_object_lock_needs_a_bucket_with_it(
+    s3_endpoint: str, bucket: str, s3_client: Any
+) -> None:
+    def asking(name: str) -> dict[str, Any]:
+        storage = storage_body(s3_endpoint, name)
+        storage["spec"]["objectLock"] = {"mode": "GOVERNANCE", "days": 7}
+        return storage
+
+    with pytest.raises(ObjectStoreError) as caught:
+        check_bucket(asking(bucket), default_secret(), timeout=10)
+    assert f"the bucket {bucket!r} does not have Object Lock enabled" in str(caught.value)
+    locked = f"locked-{uuid.uuid4().hex[:12]}"
+    s3_client.create_bucket(Bucket=locked, ObjectLockEnabledForBucket=True)
+    check_bucket(asking(locked), default_secret(), timeout=10)
+
+
 def test_keys_named_by_the_parameters_are_used(
     s3_endpoint: str, bucket: str, iam_key: tuple[str, str], enforce_auth: None
 ) -> None:
