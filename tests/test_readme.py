@@ -24,6 +24,7 @@ import yaml
 from generator.render import DEFAULT_IMAGE
 from tests.conftest import require_tool
 from tests.e2e import walkthrough as w
+from tests.generator.conftest import run_validate_argo
 from tests.install.conftest import kubectl
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -375,3 +376,31 @@ def test_backup_gen_help(argv: list[str], mentions: list[str] | None) -> None:
     assert done.returncode == 0, done.stderr
     for flag in mentions if mentions is not None else _deployment_flags():
         assert flag in done.stdout, flag
+
+
+def test_the_drill_section_s_schedule_renders_and_passes_argo_s_schemas(tmp_path: Path) -> None:
+    """The README's restore drill, with the examples' storage: valid, and its Argo objects
+    (the CronWorkflow, the drill's WorkflowTemplate with the --check arguments) pass Argo."""
+    section = README[README.index("## Restore drills") : README.index("## The streamer")]
+    block = re.search(r"```yaml\n(.*?)```", section, re.DOTALL)
+    assert block is not None, "the drill section shows its schedule"
+    storage = (ROOT / "argo" / "examples" / "mysql.yaml").read_text().split("\n---\n")[0]
+    source = tmp_path / "drill.yaml"
+    source.write_text(f"{storage}\n---\n{block.group(1)}")
+    done = subprocess.run(
+        [str(BIN / "backup-gen"), "render", "-f", str(source), "-n", "development"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    rendered = list(yaml.safe_load_all(done.stdout))
+    assert [(o["kind"], o["metadata"]["name"]) for o in rendered] == [
+        ("CronWorkflow", "mysql-daily"),
+        ("WorkflowTemplate", "mysql-daily-verify"),
+    ]
+    assert "--check" in done.stdout
+    argo = tmp_path / "drill.argo.yaml"
+    argo.write_text(done.stdout)
+    checked = run_validate_argo([argo])
+    assert checked.returncode == 0, checked.stdout + checked.stderr
