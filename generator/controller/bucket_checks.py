@@ -4,7 +4,10 @@ A storage is checked when it is new or its spec changed (a new ``generation``), 
 tick of the controller's periodic task; :class:`BucketChecks` keeps the latest result of each
 (a :class:`~generator.controller.storages.BucketCheck`), which the storage's reconcile turns
 into its ``Ready`` condition. A change that arrives while its storage is being checked is
-checked again once that check ends, so the result always describes the newest spec.
+checked again once that check ends, so the result always describes the newest spec. A check
+that failed is tried again sooner than the periodic tick: after :data:`FIRST_RETRY` seconds,
+doubling up to the check interval, so a bucket or Secret created after its storage makes the
+storage Ready within seconds, not minutes.
 
 The check itself (:func:`~generator.controller.objectstore.check_bucket`) blocks, bounded by
 ``storage_check_timeout``; it runs in the controller's threads. Its message is scrubbed of
@@ -23,9 +26,12 @@ from generator.controller.kube import PermanentKubeError, TemporaryKubeError
 from generator.controller.settings import Settings
 from generator.controller.storages import BucketCheck
 
-__all__ = ["BucketChecks"]
+__all__ = ["FIRST_RETRY", "BucketChecks"]
 
 Body = Mapping[str, Any]
+
+#: Seconds before a failed check is tried again (then doubling, up to the check interval).
+FIRST_RETRY = 10.0
 
 
 class BucketChecks:
@@ -56,6 +62,7 @@ class BucketChecks:
         self._generation: dict[str, object] = {}
         self._checking: set[str] = set()
         self._again: set[str] = set()
+        self._failed: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     def seen(self, name: str, generation: object) -> None:
@@ -81,13 +88,32 @@ class BucketChecks:
             storage = self._storage(name)
             if storage is None:
                 return
-            self.results[name] = await self._in_thread(lambda: self._check(storage))
+            result = await self._in_thread(lambda: self._check(storage))
+            self.results[name] = result
             self._checked(name)
         finally:
             self._checking.discard(name)
         if name in self._again:
             self._again.discard(name)
             self.spawn(name)
+        elif not result.ok:
+            self._retry(name)
+        else:
+            self._failed.pop(name, None)
+
+    def _retry(self, name: str) -> None:
+        failures = self._failed.get(name, 0) + 1
+        self._failed[name] = failures
+        delay = min(FIRST_RETRY * 2 ** (failures - 1), self.settings.storage_check_interval)
+
+        async def later() -> None:
+            await asyncio.sleep(delay)
+            if name not in self._checking:
+                self.spawn(name)
+
+        task = asyncio.create_task(later(), name=f"recheck-{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _check(self, storage: Body) -> BucketCheck:
         try:

@@ -29,6 +29,9 @@ Each request is tried up to ``attempts`` times when the failure is temporary. Er
 
 Request and response bodies are never logged, nor put in a message: a Secret's data would leak.
 The API server's own error message is kept (it says what to fix), except for Secrets.
+
+The module is longer than most here on purpose: it is the one door, and every request's
+translation of errors, retries and the rule about Secrets is easier to keep right in one file.
 """
 
 from __future__ import annotations

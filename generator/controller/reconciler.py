@@ -29,6 +29,9 @@ run (``storage_error``), which reports it and says when to try again; a permanen
 refused a request) is reported on the object's status (condition ``Synced``, reason
 ``ReconcileError``, the API's message) and as an Event, and not retried until the object
 changes. Secrets are only ever read with a GET, when a storage is checked or reconciled.
+
+A little over the size of most modules here: what an event concerns (the ``on_*`` routing) and
+how a failed reconcile is handled are kept beside the loop that relies on both.
 """
 
 from __future__ import annotations

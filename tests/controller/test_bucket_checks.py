@@ -122,3 +122,40 @@ def test_success_clears_the_report_unless_the_plan_writes_the_status() -> None:
     ref = ObjectRef("backup-operator.io/v1", "BackupSchedule", "nightly", "db")
     assert synced.cleared(body, Plan((ApplyStatus(ref, {"phase": "x"}),))) is None
     assert synced.cleared(_body(READY), Plan(())) is None
+
+
+def test_a_failed_check_is_tried_again_sooner_than_the_interval(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bucket created after its storage: Ready within seconds, each retry twice as late."""
+    checked_at: list[float] = []
+    created_at = 25.0
+
+    async def test(loop: asyncio.AbstractEventLoop) -> None:
+        start = loop.time()
+
+        def check_bucket(storage: Mapping[str, Any], secret: object, *, timeout: float) -> None:
+            now = loop.time() - start
+            checked_at.append(now)
+            if now < created_at:
+                raise objectstore.ObjectStoreError("the bucket 'backups' does not exist")
+
+        monkeypatch.setattr(objectstore, "check_bucket", check_bucket)
+        checks.spawn("minio")
+        await asyncio.sleep(120)
+        await checks.stop()
+
+    async def in_thread(call: Callable[[], Any]) -> Any:
+        return call()
+
+    checks = BucketChecks(
+        Settings(),
+        storage={"minio": _storage("backups")}.get,
+        read_secret=lambda storage: None,
+        in_thread=in_thread,
+        checked=lambda name: None,
+        clock=lambda: NOW,
+    )
+    in_fake_time(test)
+    assert checked_at == [0.0, 10.0, 30.0]  # failed, failed (20 s next), then Ready: no more
+    assert checks.results["minio"].ok
