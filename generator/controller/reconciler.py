@@ -64,17 +64,23 @@ from generator.controller.cache import (
 from generator.controller.conditions import condition
 from generator.controller.decisions import decision
 from generator.controller.kube import Kube, PermanentKubeError, TemporaryKubeError
-from generator.controller.names import COMPLETED, LABEL_CRON_WORKFLOW, LABEL_RESTORE_OF
+from generator.controller.names import (
+    COMPLETED,
+    LABEL_CRON_WORKFLOW,
+    LABEL_RESTORE_OF,
+    PHASE_FAILED,
+)
 from generator.controller.objects import is_catalogued, run_workflow_name
 from generator.controller.plan import (
     Action,
     Apply,
+    ApplyStatus,
     DeleteStoredObject,
     EmitEvent,
     ObjectRef,
     Plan,
 )
-from generator.controller.progress import is_final
+from generator.controller.progress import Reason, is_final
 from generator.controller.settings import Settings
 from generator.controller.storages import storage_name_of
 from generator.controller.workqueue import WorkQueue
@@ -322,12 +328,21 @@ class Controller:
             body = decided.body
             store = self._stored_object_deleter(decided.storage) if kind == RUN else None
 
-            def carry_out() -> Plan:
+            def carry_out() -> Plan | Body:
                 plan = decided.decide()
+                if kind == RUN:
+                    there = self._workflow_still_there(body, plan)
+                    if there is not None:
+                        return there  # the watch is behind: decide again with it
                 self._execute(plan, store, seen=body)
                 return plan
 
-            plan = await self._in_thread(carry_out)
+            done = await self._in_thread(carry_out)
+            if not isinstance(done, Plan):
+                log.info("%s %s/%s: its Workflow is there after all", kind, namespace, name)
+                self.on_workflow(done)
+                return
+            plan = done
             RECONCILES.labels(kind).inc()
             self._failures.pop(key, None)
             await self._clear_reconcile_error(body, plan)
@@ -376,6 +391,21 @@ class Controller:
         self.kube.execute(Plan(tuple(todo)), delete_stored_object=store, seen=[seen])
         for body in applies:
             self.applied.remember(body)
+
+    def _workflow_still_there(self, run: Mapping[str, Any], plan: Plan) -> Body | None:
+        """Before a run is failed for a Workflow the cache does not hold (WorkflowMissing),
+        the Workflow read from the API server: the one found, if the watch was only behind."""
+        missing = any(
+            isinstance(a, ApplyStatus)
+            and a.status.get("phase") == PHASE_FAILED
+            and any(c.get("reason") == Reason.WORKFLOW_MISSING for c in a.status["conditions"])
+            for a in plan.actions
+        )
+        if not missing:
+            return None
+        namespace = _where(run)[0] or None
+        ref = ObjectRef("argoproj.io/v1alpha1", WORKFLOW, run_workflow_name(run), namespace)
+        return self.kube.get(ref)
 
     def _read_secret(self, storage: Mapping[str, Any]) -> Body | None:
         """The storage's credentials Secret (a GET: Secrets are never watched); None if absent."""

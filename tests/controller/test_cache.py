@@ -262,3 +262,48 @@ def test_reconciling_waits_until_every_listed_object_is_delivered(
         await controller.stop()
 
     in_fake_time(test)
+
+
+def _running_run(kube_api: KubeApi) -> dict[str, Any]:
+    """A user's run in progress whose Workflow the controller has seen (status.workflow)."""
+    recorded = run("nightly-1", "Running", 0, schedule_name=None)
+    kube_api.create(RUNS, recorded)
+    status = {**recorded["status"], "workflow": "nightly-1"}
+    return kube_api.patch(RUNS, "nightly-1", {"status": status}, "db", status=True)
+
+
+def _reconcile_run_seen_without_its_workflow(
+    kube_api: KubeApi, controller: Controller, times: int
+) -> dict[str, Any]:
+    stored_run = _running_run(kube_api)
+    controller.clock = lambda: NOW  # the bodies' time: no deadline has passed
+
+    async def test(loop: asyncio.AbstractEventLoop) -> None:
+        controller.cache.put(STORAGE, storage())  # Ready: no bucket check is started
+        controller.on_run(stored_run)  # the run is seen; its Workflow, if any, not yet
+        for _ in range(times):
+            await controller.reconcile((RUN, "db", "nightly-1"))
+
+    in_fake_time(test)
+    now = kube_api.get(RUNS, "nightly-1", "db")
+    assert now is not None
+    return now
+
+
+def test_a_run_is_not_failed_for_a_workflow_the_watch_has_not_delivered_yet(
+    kube_api: KubeApi, controller: Controller
+) -> None:
+    """WorkflowMissing is decided on the cache; the API server has the last word."""
+    kube_api.create(WORKFLOWS, workflow(phase="Running"))
+    now = _reconcile_run_seen_without_its_workflow(kube_api, controller, times=2)
+    assert controller.cache.get((WORKFLOW, "db", "nightly-1")) is not None
+    assert now["status"]["phase"] == "Running"
+
+
+def test_a_run_whose_workflow_is_really_gone_is_failed(
+    kube_api: KubeApi, controller: Controller
+) -> None:
+    now = _reconcile_run_seen_without_its_workflow(kube_api, controller, times=1)
+    assert now["status"]["phase"] == "Failed"
+    reasons = {c["reason"] for c in now["status"]["conditions"] if c["type"] == "Failed"}
+    assert reasons == {"WorkflowMissing"}
