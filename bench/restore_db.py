@@ -15,7 +15,9 @@ gzip + age in S3 (moto, in its own process on 127.0.0.1), into the same client::
 
 A CPU-bound consumer shows whether the streamer and its command overlap: ``sha256sum <
 dump.sql`` alone, the streamer alone (into ``sh -c 'cat >/dev/null'``, as ``bench/run.py``
-measures restore), and the streamer into ``sha256sum``.
+measures restore), and the streamer into ``sha256sum``. Beside them, outside the target, ``cat
+dump.sql | sha256sum``: the cheapest producer there is, so its ratio is what reading a pipe fed
+by another running process costs ``sha256sum`` on this machine, whoever feeds it.
 
 Every case runs once per round; within a round the file and streamer runs of a database swap
 places every other round, so neither always pays for what the one before it left behind (the
@@ -228,15 +230,20 @@ class Group:
     combined: Case
     target: float
     claim: str  #: what the ratio says, for the report
+    #: Measured beside the others, outside the target: what any tool doing the same costs.
+    reference: Case | None = None
 
     def cases(self, round_number: int) -> list[Case]:
-        """This round's order: baselines, then the combined case; reversed every other round."""
-        ordered = [*self.baselines, self.combined]
+        """This round's order: baselines, the reference, then the combined case; reversed
+        every other round."""
+        ordered = [*self.baselines, *([self.reference] if self.reference else []), self.combined]
         return ordered if round_number % 2 == 0 else ordered[::-1]
 
+    def slowest(self) -> float:
+        return max(case.median().seconds for case in self.baselines)
+
     def ratio(self) -> float:
-        slowest = max(case.median().seconds for case in self.baselines)
-        return self.combined.median().seconds / slowest
+        return self.combined.median().seconds / self.slowest()
 
 
 def _compiled(env: dict[str, str], workdir: Path) -> dict[str, str]:
@@ -342,6 +349,11 @@ def _consumer_group(workdir: Path, key: Path, plain: Path, rows: int, url: str) 
              check=check_digest),
         TARGET_CONSUMER_RATIO,
         f"{'sha256sum:':12} streamer into sha256sum {{ratio:.3f}}x the slower of the two alone",
+        # The cheapest producer there is: what feeding sha256sum through a pipe while another
+        # process runs costs by itself, whoever writes the pipe.
+        Case("cat file | sha256sum (the pipe alone)",
+             ["sh", "-c", 'cat "$1" | sha256sum > "$0"', str(out), str(plain)], n,
+             check=check_digest),
     )  # fmt: skip
 
 
@@ -409,6 +421,13 @@ def report(groups: list[Group], load_before: tuple[float, ...], *, quick: bool) 
     for group in groups:
         ratios[group.name] = group.ratio()
         print(group.claim.format(ratio=ratios[group.name]), f"(target <= {group.target:.2f}x)")
+        if group.reference is not None:
+            pipe = group.reference.median().seconds
+            print(
+                f"{'':12} {group.reference.name}: {pipe / group.slowest():.3f}x the slower "
+                f"alone; the streamer's run {group.combined.median().seconds / pipe:.3f}x it"
+            )
+            ratios[f"{group.name} (the pipe alone)"] = pipe / group.slowest()
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     runs = {case.name: [asdict(r) for r in case.runs] for case in cases}

@@ -42,7 +42,7 @@ from streamer.pipeline import restore as run_restore
 from streamer.pipeline import verify as run_verify
 from streamer.pipeline.outcome import Action, completed_note, failure_outputs
 from streamer.stages import age
-from streamer.storage import open_storage
+from streamer.storage import S3Settings, Storage, open_storage
 
 __all__ = ["main"]
 
@@ -100,6 +100,19 @@ class _Streamer(click.Group):
         # of CPU, a fifth of a restore's start-up, measured by bench/restore_db.py).
         gc.freeze()
         return self.main(*args, **kwargs)
+
+
+def _open_storage(url: str, settings: S3Settings) -> tuple[Storage, str]:
+    """:func:`~streamer.storage.open_storage`; in a program, then freeze what it built.
+
+    The S3 client and botocore's models live until the program exits, like its modules: out
+    of the collector's rounds they are not re-scanned while the stream runs (~0.1 s of CPU
+    per GB restored from S3, measured side by side). Called in-process, nothing is frozen.
+    """
+    storage, key = open_storage(url, settings)
+    if click.get_current_context().find_object(_AsProgram) is not None:
+        gc.freeze()
+    return storage, key
 
 
 def _run(action: Callable[[Stop], Summary], what: Action, outputs: Path | None) -> NoReturn:
@@ -252,7 +265,7 @@ def backup(dest: str, command: tuple[str, ...], **kw: Any) -> None:
     as_json, outputs = kw.pop("as_json"), kw.pop("outputs")
 
     def action(stop: Stop) -> Summary:
-        storage, key = open_storage(dest, settings)
+        storage, key = _open_storage(dest, settings)
         key = resolve_key(storage, key, template, variables)
         summary = run_backup(runner(kw), command, storage, key, options, stop)
         _emit(summary, as_json, outputs)
@@ -299,7 +312,7 @@ def restore(source: str, command: tuple[str, ...], **kw: Any) -> None:
         options = restore_options(kw, expected)
         run = runner(kw)
         check = restore_check(kw, run)
-        storage, key = open_storage(source, settings)
+        storage, key = _open_storage(source, settings)
         summary = run_restore(storage, key, run, command, options, stop, check)
         _emit(summary, as_json, outputs)
         return summary
@@ -334,7 +347,7 @@ def verify(source: str, **kw: Any) -> None:
 
     def action(stop: Stop) -> Summary:
         options = restore_options(kw, expected)
-        storage, key = open_storage(source, settings)
+        storage, key = _open_storage(source, settings)
         if latest:
             key = storage.latest(key)
             _LOG.info("the newest object under %s is %s", source, storage.url(key))
