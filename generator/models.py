@@ -273,6 +273,11 @@ class StorageParameters(_Model):
     s3_force_path_style: _BOOLEAN | None = Field(
         default=None, description="'true' addresses the bucket as a path (MinIO, Ceph)."
     )
+    part_checksums: _BOOLEAN | None = Field(
+        default=None,
+        description="'false' uploads parts without their CRC32 (x-amz-checksum-crc32), for "
+        "S3-compatible servers that refuse checksum headers; by default S3 checks each part.",
+    )
     access_key: Annotated[str, Field(max_length=253)] | None = Field(
         default=None,
         description=f"Key of the credentials Secret holding the access key id "

@@ -87,6 +87,8 @@ class Env:
     AWS_SESSION_TOKEN: Final = "AWS_SESSION_TOKEN"  # noqa: S105 -- a variable's name
     AWS_REGION: Final = "AWS_REGION"
     AWS_ENDPOINT_URL_S3: Final = "AWS_ENDPOINT_URL_S3"
+    #: ``when_required`` stops the CRC32 each uploaded part carries (see S3Settings).
+    AWS_REQUEST_CHECKSUM_CALCULATION: Final = "AWS_REQUEST_CHECKSUM_CALCULATION"
     #: Where Argo reads a step's progress (``N/M``) from.
     ARGO_PROGRESS_FILE: Final = "ARGO_PROGRESS_FILE"
 

@@ -187,12 +187,15 @@ def _env(ctx: PodContext) -> list[m.EnvVar]:
             value_from=m.EnvVarSource(secret_key_ref=m.SecretKeySelector(name=secret, key=key)),
         )
 
-    return [
+    env = [
         field(Env.POD_NAME, "metadata.name"),
         field(Env.POD_NAMESPACE, "metadata.namespace"),
         secret_key(Env.AWS_ACCESS_KEY_ID, params.access_key or DEFAULT_ACCESS_KEY),
         secret_key(Env.AWS_SECRET_ACCESS_KEY, params.secret_key or DEFAULT_SECRET_KEY),
     ]
+    if params.part_checksums == "false":
+        env.append(m.EnvVar(name=Env.AWS_REQUEST_CHECKSUM_CALCULATION, value="when_required"))
+    return env
 
 
 def _path_template(path: str) -> str:

@@ -257,7 +257,21 @@ def s3_settings(kw: dict[str, Any], lock: ObjectLock | None = None) -> S3Setting
         parts_in_flight=kw.pop("parts_in_flight"),
         ranges_in_flight=kw.pop("ranges_in_flight"),
         object_lock=lock,
+        part_checksums=_part_checksums(),
     )
+
+
+def _part_checksums() -> bool:
+    """Whether parts carry their CRC32: the AWS SDKs' AWS_REQUEST_CHECKSUM_CALCULATION, whose
+    default ``when_supported`` sends them and ``when_required`` does not."""
+    value = os.environ.get(Env.AWS_REQUEST_CHECKSUM_CALCULATION, "when_supported")
+    if value.strip().lower() not in ("when_supported", "when_required"):
+        raise click.BadParameter(
+            f"{value!r} is neither when_supported (send each part's CRC32, the default) nor "
+            "when_required (send none, for S3-compatible servers that refuse checksums)",
+            param_hint=Env.AWS_REQUEST_CHECKSUM_CALCULATION,
+        )
+    return value.strip().lower() == "when_supported"
 
 
 def runner(kw: dict[str, Any]) -> Runner:

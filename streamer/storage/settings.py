@@ -70,3 +70,7 @@ class S3Settings:
     retry_delay: float = 0.5
     #: The lock every object written must carry (the bucket must have Object Lock enabled).
     object_lock: ObjectLock | None = None
+    #: Send each part's CRC32 (``x-amz-checksum-crc32``), which S3 checks on receipt and keeps
+    #: with the object. Off with ``AWS_REQUEST_CHECKSUM_CALCULATION=when_required``, the AWS
+    #: SDKs' switch for S3-compatible servers that refuse checksum headers.
+    part_checksums: bool = True

@@ -136,6 +136,21 @@ def test_storage_parameters_map_to_flags_and_secret_env() -> None:
     assert env["AWS_SECRET_ACCESS_KEY"]["secretKeyRef"]["key"] == "secret-access-key"
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"), [(None, None), ("true", None), ("false", "when_required")]
+)
+def test_part_checksums_false_sets_the_sdks_switch(value: str | None, expected: str | None) -> None:
+    text = (GOLDEN / "backup-only.in.yaml").read_text()
+    docs = list(yaml.safe_load_all(text))
+    for doc in docs:
+        if doc["kind"] == "BackupStorage" and value is not None:
+            doc["spec"]["parameters"]["partChecksums"] = value
+    source = yaml.safe_dump_all(docs)
+    out = list(yaml.safe_load_all(render_texts([("checksums", source)], RenderOptions())))
+    env = {e["name"]: e.get("value") for e in _template(out[0])["container"]["env"]}
+    assert env.get("AWS_REQUEST_CHECKSUM_CALCULATION") == expected
+
+
 def test_pod_settings_are_carried_over() -> None:
     cron = rendered("pod-template")[0]
     spec = cron["spec"]["workflowSpec"]

@@ -22,12 +22,14 @@ The upload's whole life is in this file:
 
 from __future__ import annotations
 
+import base64
 import datetime
 import functools
 import hashlib
 import logging
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -40,7 +42,7 @@ from streamer.storage.s3 import errors, object_lock
 from streamer.storage.s3.client import Bucket
 from streamer.storage.s3.parts import MAX_PARTS
 
-__all__ = ["ORPHAN_CLOCK_SLACK", "S3Writer"]
+__all__ = ["ORPHAN_CLOCK_SLACK", "S3Writer", "part_crc32"]
 
 log = logging.getLogger(__name__)
 
@@ -88,13 +90,17 @@ class S3Writer(ObjectWriter):
         #: empty stream's put uses the same); a bucket without Object Lock fails now.
         self._object_lock = bucket.settings.object_lock
         self._retain_until, self._lock_arguments = object_lock.start(bucket)
+        #: Each part carries its CRC32, which S3 checks on receipt: a part damaged on the way
+        #: is refused (and retried), never stored.
+        self._crc32 = bucket.settings.part_checksums
+        self._checksum_algorithm = {"ChecksumAlgorithm": "CRC32"} if self._crc32 else {}
         attempts = 0
 
         def create() -> str:
             nonlocal attempts
             attempts += 1
             response = self._client.create_multipart_upload(
-                Bucket=bucket.name, Key=key, **self._lock_arguments
+                Bucket=bucket.name, Key=key, **self._checksum_algorithm, **self._lock_arguments
             )
             return str(response["UploadId"])
 
@@ -224,10 +230,10 @@ class S3Writer(ObjectWriter):
 
     def _upload_part(self, number: int, holder: list[bytearray]) -> dict[str, Any]:
         try:
-            # S3 takes a part of a locked upload only with a checksum of its body.
-            checksum = (
-                {"ContentMD5": object_lock.content_md5(holder[0])} if self._object_lock else {}
-            )
+            checksum = {"ChecksumCRC32": part_crc32(holder[0])} if self._crc32 else {}
+            if self._object_lock:
+                # S3 takes a part of a locked upload only with a checksum of its body.
+                checksum["ContentMD5"] = object_lock.content_md5(holder[0])
             response = self._bucket.call(
                 f"upload_part {number}",
                 self._key,
@@ -247,7 +253,10 @@ class S3Writer(ObjectWriter):
                     self._spare.append(holder.pop())
             holder.clear()
             self._slots.release()
-        return {"PartNumber": number, "ETag": response["ETag"]}
+        part = {"PartNumber": number, "ETag": response["ETag"]}
+        if "ChecksumCRC32" in checksum:
+            part["ChecksumCRC32"] = checksum["ChecksumCRC32"]  # Complete lists it per part
+        return part
 
     def _part_done(self, future: Future[dict[str, Any]]) -> None:
         exc = future.exception() if not future.cancelled() else None
@@ -380,6 +389,13 @@ class S3Writer(ObjectWriter):
                 log.warning("could not abort the multipart upload of %s: %s", self._url(), exc)
                 return
             raise
+
+
+def part_crc32(body: bytes | bytearray | memoryview) -> str:
+    """The CRC32 of a part as S3 takes it: four big-endian bytes, base64. zlib's (~3.7 GB/s
+    here, in the part's upload thread) rather than ISA-L's: the controller loads this module,
+    and never the data plane's native libraries."""
+    return base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
 
 
 def _multipart_etag(parts: list[dict[str, Any]]) -> str | None:

@@ -1,0 +1,126 @@
+"""Every uploaded part carries its CRC32, so S3 refuses a part damaged on the way.
+
+What goes on the wire is read off the real client's requests to the loopback server
+(botocore's ``before-send`` event): the header of each part is the CRC32 of exactly the bytes
+sent, the upload was created for CRC32, and Complete lists each part's checksum. The switch
+the AWS SDKs share, ``AWS_REQUEST_CHECKSUM_CALCULATION=when_required``, sends none of it.
+"""
+
+from __future__ import annotations
+
+import base64
+import zlib
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from streamer.cli import main
+from streamer.storage.s3 import S3Storage
+from tests.storage.conftest import PART, payload, settings, write_in_chunks
+
+
+class Wire:
+    """The S3 requests a client sends, recorded as they leave it."""
+
+    def __init__(self, client: Any) -> None:
+        self.requests: list[Any] = []
+        client.meta.events.register("before-send.s3", self._record)
+
+    def _record(self, request: Any, **_: Any) -> None:
+        self.requests.append(request)
+
+    def of(self, method: str, query: str) -> list[Any]:
+        return [r for r in self.requests if r.method == method and query in r.url]
+
+
+def _header(request: Any, name: str) -> str | None:
+    value = request.headers.get(name)
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _body(request: Any) -> bytes:
+    body = request.body
+    return body.encode() if isinstance(body, str) else bytes(body or b"")
+
+
+def _crc32(body: bytes) -> str:
+    return base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
+
+
+def _store(storage: S3Storage, key: str, data: bytes) -> Wire:
+    wire = Wire(storage.client)
+    with storage.open_writer(key) as writer:
+        write_in_chunks(writer, data)
+        writer.commit()
+    return wire
+
+
+def test_each_part_carries_the_crc32_of_its_bytes(s3_env: str, bucket: str, s3_client: Any) -> None:
+    data = payload(2 * PART + 12345)
+    wire = _store(S3Storage(bucket, settings()), "crc.bin", data)
+
+    (create,) = wire.of("POST", "?uploads")
+    assert _header(create, "x-amz-checksum-algorithm") == "CRC32"
+    parts = wire.of("PUT", "partNumber=")
+    assert len(parts) == 3
+    for part in parts:
+        assert _header(part, "x-amz-checksum-crc32") == _crc32(_body(part))
+    assert b"".join(_body(p) for p in parts) == data
+    (complete,) = wire.of("POST", "uploadId=")
+    for part in parts:
+        crc = _header(part, "x-amz-checksum-crc32")
+        assert f"<ChecksumCRC32>{crc}</ChecksumCRC32>".encode() in _body(complete)
+    stored = s3_client.get_object(Bucket=bucket, Key="crc.bin")["Body"].read()
+    assert stored == data
+
+
+def test_a_retried_part_is_sent_with_the_same_checksum(
+    s3_env: str, bucket: str, proxy: Any, s3_client: Any
+) -> None:
+    proxy.reset(times=1, after_bytes=65536, match="partNumber=2")
+    data = payload(2 * PART + 1)
+    wire = _store(S3Storage(bucket, settings(endpoint_url=proxy.url)), "retried.bin", data)
+
+    second = wire.of("PUT", "partNumber=2")
+    assert len(second) == 2, "the reset attempt and its retry"
+    assert {_header(r, "x-amz-checksum-crc32") for r in second} == {_crc32(data[PART : 2 * PART])}
+    assert s3_client.get_object(Bucket=bucket, Key="retried.bin")["Body"].read() == data
+
+
+def test_when_required_sends_no_checksum(s3_env: str, bucket: str, s3_client: Any) -> None:
+    data = payload(PART + 7)
+    wire = _store(S3Storage(bucket, settings(part_checksums=False)), "plain.bin", data)
+
+    assert len(wire.of("PUT", "partNumber=")) == 2
+    for request in wire.requests:
+        assert not [h for h in request.headers if h.lower().startswith("x-amz-checksum")]
+    (complete,) = wire.of("POST", "uploadId=")
+    assert b"Checksum" not in _body(complete)
+    assert s3_client.get_object(Bucket=bucket, Key="plain.bin")["Body"].read() == data
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("when_supported", True), ("WHEN_REQUIRED", False), (" when_required ", False)],
+)
+def test_the_cli_follows_the_sdks_switch(
+    monkeypatch: pytest.MonkeyPatch, value: str, expected: bool
+) -> None:
+    from streamer.cli import options
+
+    monkeypatch.setenv("AWS_REQUEST_CHECKSUM_CALCULATION", value)
+    assert options._part_checksums() is expected
+
+
+def test_an_unknown_value_of_the_switch_is_refused_naming_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    monkeypatch.setenv("AWS_REQUEST_CHECKSUM_CALCULATION", "always")
+    result = CliRunner().invoke(
+        main, ["backup", "s3://bucket/key", "--compression", "none", "--", "true"]
+    )
+    assert result.exit_code == 2
+    assert "AWS_REQUEST_CHECKSUM_CALCULATION" in result.output
+    assert "'always'" in result.output
+    assert "when_required" in result.output
