@@ -351,7 +351,7 @@ def _consumer_group(workdir: Path, key: Path, plain: Path, rows: int, url: str) 
         f"{'sha256sum:':12} streamer into sha256sum {{ratio:.3f}}x the slower of the two alone",
         # The cheapest producer there is: what feeding sha256sum through a pipe while another
         # process runs costs by itself, whoever writes the pipe.
-        Case("cat file | sha256sum (the pipe alone)",
+        Case("cat file into sha256sum (the pipe alone)",
              ["sh", "-c", 'cat "$1" | sha256sum > "$0"', str(out), str(plain)], n,
              check=check_digest),
     )  # fmt: skip
@@ -427,7 +427,7 @@ def report(groups: list[Group], load_before: tuple[float, ...], *, quick: bool) 
                 f"{'':12} {group.reference.name}: {pipe / group.slowest():.3f}x the slower "
                 f"alone; the streamer's run {group.combined.median().seconds / pipe:.3f}x it"
             )
-            ratios[f"{group.name} (the pipe alone)"] = pipe / group.slowest()
+            ratios[f"{group.name}-pipe"] = pipe / group.slowest()
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     runs = {case.name: [asdict(r) for r in case.runs] for case in cases}

@@ -67,12 +67,18 @@ def test_restore_db_bench_quick_loads_both_databases_and_reports_every_ratio() -
         "sha256sum < file (consumer alone)",
         "streamer alone (into cat >/dev/null)",
         "streamer restore into sha256sum",
+        "cat file into sha256sum (the pipe alone)",
     ):
         assert f"| {run} |" in done.stdout
-    for claim in ("MariaDB:     streamer restore", "PostgreSQL:  streamer restore", "sha256sum:"):
+    for claim in (
+        "MariaDB:     streamer restore",
+        "PostgreSQL:  streamer restore",
+        "sha256sum:",
+        "cat file into sha256sum (the pipe alone): ",
+    ):
         assert claim in done.stdout
     ratios = json.loads((ROOT / "bench" / "results" / "restore_db_quick.json").read_text())
-    assert set(ratios["ratios"]) == {"mysql", "postgres", "sha256sum"}
+    assert set(ratios["ratios"]) == {"mysql", "postgres", "sha256sum", "sha256sum-pipe"}
     assert all(value > 0 for value in ratios["ratios"].values())
 
 
