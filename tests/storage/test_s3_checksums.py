@@ -4,6 +4,8 @@ What goes on the wire is read off the real client's requests to the loopback ser
 (botocore's ``before-send`` event): the header of each part is the CRC32 of exactly the bytes
 sent, the upload was created for CRC32, and Complete lists each part's checksum. The switch
 the AWS SDKs share, ``AWS_REQUEST_CHECKSUM_CALCULATION=when_required``, sends none of it.
+A part S3 says arrived damaged (``BadDigest``) is sent again; one damaged every time fails
+the upload, which is aborted.
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ import pytest
 from click.testing import CliRunner
 
 from streamer.cli import main
+from streamer.errors import StorageError
 from streamer.storage.s3 import S3Storage
-from tests.storage.conftest import PART, payload, settings, write_in_chunks
+from tests.conftest import pending_uploads
+from tests.faultproxy import FOREVER, FaultProxy
+from tests.storage.conftest import ATTEMPTS, PART, payload, settings, write_in_chunks
 
 
 class Wire:
@@ -76,7 +81,7 @@ def test_each_part_carries_the_crc32_of_its_bytes(s3_env: str, bucket: str, s3_c
 
 
 def test_a_retried_part_is_sent_with_the_same_checksum(
-    s3_env: str, bucket: str, proxy: Any, s3_client: Any
+    s3_env: str, bucket: str, proxy: FaultProxy, s3_client: Any
 ) -> None:
     proxy.reset(times=1, after_bytes=65536, match="partNumber=2")
     data = payload(2 * PART + 1)
@@ -124,3 +129,43 @@ def test_an_unknown_value_of_the_switch_is_refused_naming_it(
     assert "AWS_REQUEST_CHECKSUM_CALCULATION" in result.output
     assert "'always'" in result.output
     assert "when_required" in result.output
+
+
+@pytest.mark.parametrize("code", ["BadDigest", "XAmzContentSHA256Mismatch"])
+def test_a_part_s3_received_damaged_is_sent_again(
+    s3_env: str, bucket: str, proxy: FaultProxy, s3_client: Any, code: str
+) -> None:
+    proxy.fail(1, status=400, code=code, match=r"^PUT .*partNumber=2")
+    data = payload(2 * PART + 3)
+    _store(S3Storage(bucket, settings(endpoint_url=proxy.url)), "damaged.bin", data)
+
+    assert len(proxy.requests(r"^PUT .*partNumber=2")) == 2
+    assert proxy.injected == 1
+    assert s3_client.get_object(Bucket=bucket, Key="damaged.bin")["Body"].read() == data
+
+
+def test_a_part_damaged_every_time_fails_and_stores_nothing(
+    s3_env: str, bucket: str, proxy: FaultProxy, s3_client: Any
+) -> None:
+    proxy.fail(FOREVER, status=400, code="BadDigest", match=r"^PUT .*partNumber=1")
+    storage = S3Storage(bucket, settings(endpoint_url=proxy.url))
+    with pytest.raises(StorageError, match=f"after {ATTEMPTS} attempts: BadDigest"):
+        _store(storage, "never.bin", payload(PART + 1))
+
+    assert len(proxy.requests(r"^PUT .*partNumber=1")) == ATTEMPTS
+    assert "Contents" not in s3_client.list_objects_v2(Bucket=bucket)
+    assert pending_uploads(s3_client, bucket) == []
+
+
+def test_a_server_refusing_checksums_is_told_how_to_turn_them_off(
+    s3_env: str, bucket: str, proxy: FaultProxy
+) -> None:
+    message = "The x-amz-checksum-algorithm header is not supported"
+    proxy.fail(FOREVER, status=400, code="InvalidArgument", message=message, match=r"\?uploads")
+    with pytest.raises(StorageError) as caught:
+        S3Storage(bucket, settings(endpoint_url=proxy.url)).open_writer("k")
+
+    text = str(caught.value)
+    assert "InvalidArgument (HTTP 400): The x-amz-checksum-algorithm header" in text
+    assert "AWS_REQUEST_CHECKSUM_CALCULATION=when_required" in text
+    assert "partChecksums: 'false'" in text

@@ -124,6 +124,12 @@ def translate(
             return StorageError(f"{target} was replaced while it was being read; read it again")
         detail = redact(str(exc.response.get("Error", {}).get("Message", "")) or code)
         what = f"{code} (HTTP {status}): {detail}" if code else f"HTTP {status}: {detail}"
+        if status in (400, 501) and code != "BadDigest" and "checksum" in detail.lower():
+            what += (
+                f"; for a server that takes no checksum headers, set "
+                f"{Env.AWS_REQUEST_CHECKSUM_CALCULATION}=when_required (in a BackupStorage: "
+                "partChecksums: 'false')"
+            )
     elif isinstance(exc, NoCredentialsError | PartialCredentialsError):
         return StorageError(
             f"no usable S3 credentials for {operation} of {target}: set "

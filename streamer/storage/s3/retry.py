@@ -7,7 +7,10 @@ transient (``RequestTimeout``…) or as throttling (``SlowDown``, ``Throttling``
 whose code the service model does not know); an error the service model marks retryable. One
 case botocore never classifies is added: a response body that ends before its length
 (``IncompleteReadError``), because bodies are read after botocore's retry has returned; it is
-a lost connection, and retried as one. Anything else (403, 404, ``NoSuchBucket``, a bad
+a lost connection, and retried as one. Nor does it retry a body that arrived damaged
+(``BadDigest``: its CRC32 or MD5 does not match; ``XAmzContentSHA256Mismatch``: its signed
+SHA-256 does not), which S3 refused to store: the request is sent again from memory, intact.
+Anything else (403, 404, ``NoSuchBucket``, a bad
 request, ``PreconditionFailed``) fails at once. Requests passed here are idempotent, or, like
 creating a multipart upload, their caller removes what a repeat may duplicate (upload.py).
 
@@ -43,7 +46,10 @@ from botocore.model import OperationModel, ServiceModel
 from botocore.retries.standard import RetryContext, StandardRetryConditions
 from tenacity import RetryCallState, Retrying, wait_random_exponential
 
-__all__ = ["MAX_RETRY_DELAY", "RetryPolicy"]
+__all__ = ["DAMAGED_IN_TRANSIT", "MAX_RETRY_DELAY", "RetryPolicy"]
+
+#: Error codes of a request body that S3 received damaged, and so did not store.
+DAMAGED_IN_TRANSIT = frozenset({"BadDigest", "XAmzContentSHA256Mismatch"})
 
 #: Backoff between attempts never exceeds this many seconds.
 MAX_RETRY_DELAY = 20.0
@@ -84,7 +90,15 @@ class RetryPolicy:
     def should_retry(self, failure: BaseException | None, attempt: int) -> bool:
         """Whether attempt number ``attempt`` (1-based), which raised ``failure``, is retried."""
         context = self._context(failure, attempt)
-        return context is not None and self._conditions.is_retryable(context)
+        if context is None:
+            return False
+        damaged = (
+            isinstance(failure, ClientError)
+            and failure.response.get("Error", {}).get("Code") in DAMAGED_IN_TRANSIT
+        )
+        if damaged:
+            return attempt < self.max_attempts
+        return self._conditions.is_retryable(context)
 
     def call(
         self,
