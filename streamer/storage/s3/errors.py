@@ -21,6 +21,7 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from streamer.contract import Env, Flag
 from streamer.errors import ObjectNotFound, StorageError
+from streamer.storage.s3.retry import DAMAGED_IN_TRANSIT
 
 __all__ = [
     "cause_code",
@@ -124,7 +125,7 @@ def translate(
             return StorageError(f"{target} was replaced while it was being read; read it again")
         detail = redact(str(exc.response.get("Error", {}).get("Message", "")) or code)
         what = f"{code} (HTTP {status}): {detail}" if code else f"HTTP {status}: {detail}"
-        if status in (400, 501) and code != "BadDigest" and "checksum" in detail.lower():
+        if status in (400, 501) and code not in DAMAGED_IN_TRANSIT and "checksum" in detail.lower():
             what += (
                 f"; for a server that takes no checksum headers, set "
                 f"{Env.AWS_REQUEST_CHECKSUM_CALCULATION}=when_required (in a BackupStorage: "
