@@ -265,13 +265,14 @@ def _part_checksums() -> bool:
     """Whether parts carry their CRC32: the AWS SDKs' AWS_REQUEST_CHECKSUM_CALCULATION, whose
     default ``when_supported`` sends them and ``when_required`` does not."""
     value = os.environ.get(Env.AWS_REQUEST_CHECKSUM_CALCULATION, "when_supported")
-    if value.strip().lower() not in ("when_supported", "when_required"):
+    choice = value.strip().lower()
+    if choice not in ("when_supported", "when_required"):
         raise click.BadParameter(
             f"{value!r} is neither when_supported (send each part's CRC32, the default) nor "
             "when_required (send none, for S3-compatible servers that refuse checksums)",
             param_hint=Env.AWS_REQUEST_CHECKSUM_CALCULATION,
         )
-    return value.strip().lower() == "when_supported"
+    return choice == "when_supported"
 
 
 def runner(kw: dict[str, Any]) -> Runner:

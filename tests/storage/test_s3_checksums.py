@@ -11,7 +11,10 @@ the upload, which is aborted.
 from __future__ import annotations
 
 import base64
+import re
+import threading
 import zlib
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -25,18 +28,33 @@ from tests.faultproxy import FOREVER, FaultProxy
 from tests.storage.conftest import ATTEMPTS, PART, payload, settings, write_in_chunks
 
 
+@dataclass(frozen=True)
+class _Sent:
+    method: str
+    url: str
+    headers: dict[str, Any]
+    body: bytes
+
+
 class Wire:
     """The S3 requests a client sends, recorded as they leave it."""
 
     def __init__(self, client: Any) -> None:
-        self.requests: list[Any] = []
+        self.requests: list[_Sent] = []
+        self._lock = threading.Lock()
         client.meta.events.register("before-send.s3", self._record)
 
     def _record(self, request: Any, **_: Any) -> None:
-        self.requests.append(request)
+        # The body as sent: a part's buffer is pooled, and refilled once its upload is done.
+        with self._lock:
+            self.requests.append(_Sent(request.method, request.url, dict(request.headers),
+                                       _body(request)))  # fmt: skip
 
     def of(self, method: str, query: str) -> list[Any]:
-        return [r for r in self.requests if r.method == method and query in r.url]
+        """The matching requests; parts (uploaded in parallel) in part-number order."""
+        found = [r for r in self.requests if r.method == method and query in r.url]
+        return sorted(found, key=lambda r: int(re.search(r"partNumber=(\d+)", r.url)[1])
+                      if "partNumber=" in r.url else 0)  # fmt: skip
 
 
 def _header(request: Any, name: str) -> str | None:

@@ -21,7 +21,6 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from streamer.contract import Env, Flag
 from streamer.errors import ObjectNotFound, StorageError
-from streamer.storage.s3.retry import DAMAGED_IN_TRANSIT
 
 __all__ = [
     "cause_code",
@@ -38,6 +37,8 @@ _CREDENTIAL_CODES = frozenset(
 )
 _SESSION_CODES = frozenset({"InvalidToken", "ExpiredToken"})
 _MISSING_OBJECT_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+#: A request body S3 received damaged, and so did not store (the retry policy sends it again).
+DAMAGED_IN_TRANSIT = frozenset({"BadDigest", "XAmzContentSHA256Mismatch"})
 #: Shorter strings are not redacted: replacing them would garble messages, not protect secrets.
 MIN_SECRET_LENGTH = 8
 

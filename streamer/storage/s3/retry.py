@@ -46,10 +46,9 @@ from botocore.model import OperationModel, ServiceModel
 from botocore.retries.standard import RetryContext, StandardRetryConditions
 from tenacity import RetryCallState, Retrying, wait_random_exponential
 
-__all__ = ["DAMAGED_IN_TRANSIT", "MAX_RETRY_DELAY", "RetryPolicy"]
+from streamer.storage.s3.errors import DAMAGED_IN_TRANSIT, error_code
 
-#: Error codes of a request body that S3 received damaged, and so did not store.
-DAMAGED_IN_TRANSIT = frozenset({"BadDigest", "XAmzContentSHA256Mismatch"})
+__all__ = ["MAX_RETRY_DELAY", "RetryPolicy"]
 
 #: Backoff between attempts never exceeds this many seconds.
 MAX_RETRY_DELAY = 20.0
@@ -92,11 +91,7 @@ class RetryPolicy:
         context = self._context(failure, attempt)
         if context is None:
             return False
-        damaged = (
-            isinstance(failure, ClientError)
-            and failure.response.get("Error", {}).get("Code") in DAMAGED_IN_TRANSIT
-        )
-        if damaged:
+        if isinstance(failure, ClientError) and error_code(failure) in DAMAGED_IN_TRANSIT:
             return attempt < self.max_attempts
         return self._conditions.is_retryable(context)
 
