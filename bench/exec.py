@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.common import free_port, s3_client, wait_for_port, write_inputs  # noqa: E402
 from streamer.sample import parse_size  # noqa: E402
+from tests.exec.apiserver import process_env  # noqa: E402
 
 BUCKET = "bench-exec"
 TOKEN = secrets.token_hex(16)  # the loopback API server's bearer token, fresh per run
@@ -135,7 +136,8 @@ class Servers:
             "apiserver",
             [sys.executable, "-m", "tests.exec.apiserver", "--port", str(kube_port),
              "--token", TOKEN, "--pod", f"{NAMESPACE}/{POD}", "--container", CONTAINER,
-             "--kubeconfig", str(workdir / "kubeconfig"), "--tls-dir", str(workdir)]
+             "--kubeconfig", str(workdir / "kubeconfig"), "--tls-dir", str(workdir)],
+            extra_env=process_env(workdir),
         )  # fmt: skip
         wait_for_port(kube_port, "the loopback API server")
         for _ in range(100):  # it writes the kubeconfig just after it starts listening
@@ -155,11 +157,11 @@ class Servers:
     def cpu(self) -> dict[str, float]:
         return {name: _cpu_seconds(proc.pid) for name, proc in self.procs.items()}
 
-    def _start(self, name: str, argv: list[str]) -> None:
+    def _start(self, name: str, argv: list[str], extra_env: dict[str, str] | None = None) -> None:
         self.procs[name] = subprocess.Popen(
             argv,
             cwd=ROOT,
-            env=self.env,
+            env={**self.env, **(extra_env or {})},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

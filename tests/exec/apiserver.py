@@ -521,6 +521,41 @@ def make_tls(directory: Path) -> tuple[ssl.SSLContext, Path]:
     return context, cert_file
 
 
+#: OpenSSL settings for an endpoint in its own process: TLS 1.3 suites in the order
+#: kube-apiserver picks them. Go's TLS server prefers AES-128-GCM on AES hardware whatever
+#: the client lists first; OpenSSL would take the client's AES-256-GCM, a third more work per
+#: byte on both sides of a benchmark than a cluster asks for. Python's ssl cannot set TLS 1.3
+#: suites, so this reaches OpenSSL as a configuration file, read when the process starts.
+GO_TLS13_CONFIG = """\
+openssl_conf = loopback_conf
+[loopback_conf]
+ssl_conf = loopback_ssl
+[loopback_ssl]
+system_default = loopback_tls
+[loopback_tls]
+Ciphersuites = TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256
+Options = ServerPreference
+"""
+
+
+def process_env(directory: Path) -> dict[str, str]:
+    """Environment for ``python -m tests.exec.apiserver`` run beside a benchmark.
+
+    - ``OPENSSL_CONF``: the suites of :data:`GO_TLS13_CONFIG` (written into ``directory``).
+    - glibc's malloc keeps freed memory: websockets builds each 1 MiB stdin message in fresh
+      buffers, and with the default thresholds the heap is handed back and faulted in again
+      for every one (page zeroing and faults were a fifth of the endpoint's CPU, ~0.6 s per
+      GB, on the cores the streamer is measured on). A kubelet is a Go process elsewhere.
+    """
+    config = directory / "openssl-loopback.cnf"
+    config.write_text(GO_TLS13_CONFIG)
+    return {
+        "OPENSSL_CONF": str(config),
+        "MALLOC_MMAP_THRESHOLD_": str(256 << 20),
+        "MALLOC_TRIM_THRESHOLD_": str(1 << 30),
+    }
+
+
 def write_kubeconfig(
     path: Path,
     server_url: str,
