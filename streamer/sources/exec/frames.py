@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 from typing import Any
 
 try:  # websockets' C masking: about three times the pure-Python fallback below
@@ -20,7 +21,11 @@ try:  # websockets' C masking: about three times the pure-Python fallback below
 except ImportError:  # pragma: no cover - only where websockets has no binary wheel
     _apply_mask_c = None  # type: ignore[assignment]
 
-__all__ = ["MaskKeys", "RawFrameWriter", "frame_header", "mask_in_place", "masked"]
+__all__ = ["Frame", "MaskKeys", "RawFrameWriter", "frame_header", "mask_in_place", "masked"]
+
+#: A binary message ready to write: its header (ending with the masked first payload byte)
+#: and the rest of its payload, masked.
+Frame = tuple[bytes, bytes | bytearray]
 
 #: Random bytes drawn at once for masking keys: 1024 keys per getrandom call.
 KEY_POOL_BYTES = 4096
@@ -40,13 +45,15 @@ def mask_in_place(key: bytes, buffer: bytearray) -> None:
 _XOR_TABLES = [bytes(value ^ byte for value in range(256)) for byte in range(256)]
 
 
-def masked(key: bytes, buffer: bytearray) -> bytes | bytearray:
-    """``buffer`` masked with ``key``: by websockets' C routine when it is installed, else in
-    place by :func:`mask_in_place` (so ``buffer`` is consumed either way)."""
+def masked(key: bytes, data: bytes | bytearray | memoryview) -> bytes | bytearray:
+    """A masked copy of ``data``: by websockets' C routine when it is installed, else by
+    :func:`mask_in_place` on a copy. The copy is the masking's own output, so ``data`` is left
+    as it was and its owner may reuse it at once."""
     if _apply_mask_c is not None:
-        return _apply_mask_c(buffer, key)
-    mask_in_place(key, buffer)
-    return buffer
+        return _apply_mask_c(data, key)
+    copy = bytearray(data)
+    mask_in_place(key, copy)
+    return copy
 
 
 def frame_header(length: int, key: bytes) -> bytes:
@@ -65,18 +72,20 @@ class MaskKeys:
 
     Each os.urandom call gives up the GIL and waits to take it back, which costs more than the
     call itself when it is made per frame; the keys stay unpredictable, as RFC 6455 asks.
-    Not thread-safe: one sender owns one pool.
+    Thread-safe: a restore's data is framed by the pipeline, its CLOSE by the sender thread.
     """
 
     def __init__(self) -> None:
         self._pool = b""
         self._offset = 0
+        self._lock = threading.Lock()
 
     def next(self) -> bytes:
-        if self._offset >= len(self._pool):
-            self._pool, self._offset = os.urandom(KEY_POOL_BYTES), 0
-        self._offset += 4
-        return self._pool[self._offset - 4 : self._offset]
+        with self._lock:
+            if self._offset >= len(self._pool):
+                self._pool, self._offset = os.urandom(KEY_POOL_BYTES), 0
+            self._offset += 4
+            return self._pool[self._offset - 4 : self._offset]
 
 
 class RawFrameWriter:
@@ -93,15 +102,20 @@ class RawFrameWriter:
         self._websocket = websocket
         self._keys = MaskKeys()
 
-    def send_binary(self, first: int, rest: bytearray) -> None:
-        """Send one binary message: the byte ``first``, then ``rest`` (consumed by masking).
+    def frame(self, first: int, rest: bytes | bytearray | memoryview) -> Frame:
+        """One binary message, masked: the byte ``first``, then ``rest``.
 
-        The first byte is masked apart from the rest, so the data is never copied just to
-        prepend it. Raises OSError when the connection is closed or breaks.
+        ``rest`` is masked into a new buffer, the one copy a restore makes of its data on the
+        way to the socket; the first byte is masked apart, so nothing is copied to prepend it.
         """
         key = self._keys.next()
         header = frame_header(len(rest) + 1, key) + bytes((first ^ key[0],))
-        payload = masked(key[1:] + key[:1], rest) if rest else b""
+        return header, masked(key[1:] + key[:1], rest) if rest else b""
+
+    def send(self, frame: Frame) -> None:
+        """Write a frame from :meth:`frame`. Raises OSError when the connection is closed or
+        breaks."""
+        header, payload = frame
         with self._websocket.lock:
             raw = self._websocket.sock
             if raw is None:

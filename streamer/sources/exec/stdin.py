@@ -1,7 +1,8 @@
 """A restore command's stdin: a bounded queue between the pipeline and a sender thread.
 
-The sender frames and masks (:mod:`.frames`) what :meth:`StdinSender.write` queues, so framing
-and TLS overlap the pipeline's decompression. The queue holds four 1 MiB messages: when the
+:meth:`StdinSender.write` frames and masks (:mod:`.frames`) what it is given, the masking
+being the one copy that frees the caller's buffer; the sender thread writes the frames, so TLS
+and the socket overlap the pipeline's decompression. The queue holds four 1 MiB messages: when the
 socket is full because the command is not reading, the sender blocks, the queue fills, and
 :meth:`StdinSender.write` blocks, so a slow command pushes back on the pipeline.
 
@@ -17,7 +18,7 @@ import threading
 from collections.abc import Callable
 
 from streamer.errors import StdinClosed
-from streamer.sources.exec.frames import RawFrameWriter
+from streamer.sources.exec.frames import Frame, RawFrameWriter
 from streamer.sources.exec.protocol import CLOSE, STDIN
 from streamer.sources.exec.state import ConnectionState, Phase
 
@@ -51,7 +52,7 @@ class StdinSender:
         self._where = where
         self._on_bug = on_bug
         # Stdin messages for the sender; None only wakes it up.
-        self._outbox: queue.Queue[bytearray | None] = queue.Queue(maxsize=STDIN_QUEUE_DEPTH)
+        self._outbox: queue.Queue[Frame | None] = queue.Queue(maxsize=STDIN_QUEUE_DEPTH)
         self._input_done = threading.Event()
         self._open = True
         #: The socket error that stopped the sender, if one did.
@@ -67,8 +68,7 @@ class StdinSender:
         view = memoryview(data).cast("B")
         while view:
             chunk, view = view[:MAX_STDIN_FRAME], view[MAX_STDIN_FRAME:]
-            # A copy: the caller may reuse its buffer before the sender has sent it.
-            self._enqueue(bytearray(chunk))
+            self._enqueue(self._writer.frame(STDIN, chunk))
 
     def close(self) -> None:
         """Have the sender send the CLOSE signal after the queued data; never blocks."""
@@ -86,7 +86,7 @@ class StdinSender:
     def join(self, timeout: float) -> None:
         self._thread.join(timeout)
 
-    def _enqueue(self, item: bytearray) -> None:
+    def _enqueue(self, item: Frame) -> None:
         """Queue one stdin message; raise StdinClosed once the input can no longer arrive."""
         while True:
             ending = self._state.ending
@@ -123,17 +123,16 @@ class StdinSender:
             except queue.Empty:
                 item = None
             if item is not None:
-                size = len(item)
-                if not self._send(STDIN, item):
+                if not self._send(item):
                     return
-                self.sent += size
+                self.sent += len(item[1])  # the data; the channel byte is in the header
             elif self._input_done.is_set() and self._outbox.empty():
-                self._send(CLOSE, bytearray((STDIN,)))
+                self._send(self._writer.frame(CLOSE, bytes((STDIN,))))
                 return
 
-    def _send(self, first: int, rest: bytearray) -> bool:
+    def _send(self, frame: Frame) -> bool:
         try:
-            self._writer.send_binary(first, rest)
+            self._writer.send(frame)
         except OSError as exc:
             if self._state.is_open:
                 log.debug("sending stdin to %s failed: %s", self._where, exc)
