@@ -9,7 +9,9 @@ as a local process and once through ``--pod/--container``, and restores both the
 S3 is moto and the exec endpoint is the tests' loopback API server over TLS, each in its own
 process on 127.0.0.1 and started here, so neither shares the streamer's interpreter. The
 command behind exec runs on this machine too: both sides compete for the same cores, which
-a real cluster would not make them do.
+a real cluster would not make them do. The endpoint is run as cheaply as it faithfully can
+(:func:`tests.exec.apiserver.process_env`): it picks the TLS suite kube-apiserver picks and
+keeps its heap, so less of what a cluster does elsewhere lands on the streamer's cores.
 
 Prints throughput (MB of plaintext per second), the exec/local ratio for backup and restore,
 and the streamer's peak RSS (VmHWM, polled from /proc). Nothing is asserted: timings on a
