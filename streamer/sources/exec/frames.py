@@ -110,7 +110,7 @@ class RawFrameWriter:
         """
         key = self._keys.next()
         header = frame_header(len(rest) + 1, key) + bytes((first ^ key[0],))
-        return header, masked(key[1:] + key[:1], rest) if rest else b""
+        return header, masked(key[1:] + key[:1], rest)
 
     def send(self, frame: Frame) -> None:
         """Write a frame from :meth:`frame`. Raises OSError when the connection is closed or
