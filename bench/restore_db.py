@@ -17,7 +17,10 @@ A CPU-bound consumer shows whether the streamer and its command overlap: ``sha25
 dump.sql`` alone, the streamer alone (into ``sh -c 'cat >/dev/null'``, as ``bench/run.py``
 measures restore), and the streamer into ``sha256sum``. Beside them, outside the target, ``cat
 dump.sql | sha256sum``: the cheapest producer there is, so its ratio is what reading a pipe fed
-by another running process costs ``sha256sum`` on this machine, whoever feeds it.
+by another running process costs ``sha256sum`` on this machine, whoever feeds it. And the time
+a bare boto3 client takes from its process's start to the object's first byte (the interpreter,
+boto3's import, the client, the GET): no restore from S3 in Python starts feeding its command
+sooner, so that time added to the ``cat`` pipe is the floor of the streamer's run.
 
 Every case runs once per round; within a round the file and streamer runs of a database swap
 places every other round, so neither always pays for what the one before it left behind (the
@@ -232,11 +235,14 @@ class Group:
     claim: str  #: what the ratio says, for the report
     #: Measured beside the others, outside the target: what any tool doing the same costs.
     reference: Case | None = None
+    #: Also outside the target: a bare S3 client's time to the object's first byte.
+    first_byte: Case | None = None
 
     def cases(self, round_number: int) -> list[Case]:
-        """This round's order: baselines, the reference, then the combined case; reversed
+        """This round's order: baselines, the references, then the combined case; reversed
         every other round."""
-        ordered = [*self.baselines, *([self.reference] if self.reference else []), self.combined]
+        references = [case for case in (self.reference, self.first_byte) if case is not None]
+        ordered = [*self.baselines, *references, self.combined]
         return ordered if round_number % 2 == 0 else ordered[::-1]
 
     def slowest(self) -> float:
@@ -266,6 +272,21 @@ def _warm_up(workdir: Path, env: dict[str, str], key: Path, recipient: str) -> N
         [*streamer, "backup", url, "-r", recipient, "--", "cat", str(tiny)], env=env, check=True
     )
     subprocess.run(_streamer(key, url, ["sh", "-c", "cat >/dev/null"]), env=env, check=True)
+    subprocess.run(_first_byte(url), env=env, check=True)  # boto3's own modules, compiled
+
+
+#: The least any restore from S3 in Python does before its command's first byte.
+FIRST_BYTE = """
+import sys, boto3
+body = boto3.client("s3").get_object(Bucket=sys.argv[1], Key=sys.argv[2])["Body"]
+assert body.read(1)
+"""
+
+
+def _first_byte(url: str) -> list[str]:
+    """A bare boto3 client reading the first byte of the object at ``url``, then exiting."""
+    bucket, key = url.removeprefix("s3://").split("/", 1)
+    return [sys.executable, "-c", FIRST_BYTE, bucket, key]
 
 
 def _streamer(key: Path, url: str, command: list[str]) -> list[str]:
@@ -354,6 +375,7 @@ def _consumer_group(workdir: Path, key: Path, plain: Path, rows: int, url: str) 
         Case("cat file into sha256sum (the pipe alone)",
              ["sh", "-c", 'cat "$1" | sha256sum > "$0"', str(out), str(plain)], n,
              check=check_digest),
+        Case("a boto3 client's first byte of the object", _first_byte(url), 0),
     )  # fmt: skip
 
 
@@ -411,8 +433,9 @@ def report(groups: list[Group], load_before: tuple[float, ...], *, quick: bool) 
     for case in cases:
         run = case.median()
         server = f"{run.server_cpu_seconds:.1f}" if case.server else "-"
+        rate = f"{case.plaintext_bytes / 1e6 / run.seconds:.0f}" if case.plaintext_bytes else "-"
         print(
-            f"| {case.name} | {run.seconds:.2f} | {case.plaintext_bytes / 1e6 / run.seconds:.0f} "
+            f"| {case.name} | {run.seconds:.2f} | {rate} "
             f"| {run.cpu_seconds:.1f} | {run.moto_cpu_seconds:.1f} | {server} |"
         )
     print(f"\n({os.cpu_count()} CPUs; load average {_load(load_before)} before, "
@@ -428,6 +451,14 @@ def report(groups: list[Group], load_before: tuple[float, ...], *, quick: bool) 
                 f"alone; the streamer's run {group.combined.median().seconds / pipe:.3f}x it"
             )
             ratios[f"{group.name}-pipe"] = pipe / group.slowest()
+            if group.first_byte is not None:
+                first = group.first_byte.median().seconds
+                floor = (pipe + first) / group.slowest()
+                print(
+                    f"{'':12} the pipe plus {group.first_byte.name} ({first:.2f} s), the least "
+                    f"a restore from S3 in Python adds: {floor:.3f}x the slower alone"
+                )
+                ratios[f"{group.name}-floor"] = floor
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     runs = {case.name: [asdict(r) for r in case.runs] for case in cases}
