@@ -64,6 +64,8 @@ def test_restore_db_bench_quick_loads_both_databases_and_reports_every_ratio() -
         "MariaDB: streamer restore",
         "PostgreSQL: load the file",
         "PostgreSQL: streamer restore",
+        "MariaDB: cat file | client (the pipe alone)",
+        "PostgreSQL: cat file | client (the pipe alone)",
         "sha256sum < file (consumer alone)",
         "streamer alone (into cat >/dev/null)",
         "streamer restore into sha256sum",
@@ -82,7 +84,9 @@ def test_restore_db_bench_quick_loads_both_databases_and_reports_every_ratio() -
     ratios = json.loads((ROOT / "bench" / "results" / "restore_db_quick.json").read_text())
     assert set(ratios["ratios"]) == {
         "mysql",
+        "mysql-pipe",
         "postgres",
+        "postgres-pipe",
         "sha256sum",
         "sha256sum-pipe",
         "sha256sum-floor",
