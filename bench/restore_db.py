@@ -13,7 +13,8 @@ gzip + age in S3 (moto, in its own process on 127.0.0.1), into the same client::
 
     streamer restore s3://bench-restore/mysql.sql.gz.age -i key.txt -- mariadb DB
 
-Beside them, outside the target, ``cat dump.sql | mariadb DB``: the client reading a pipe.
+Beside them, outside the target, ``cat dump.sql | mariadb DB``: what reading a pipe rather than
+the file costs the client by itself, whoever writes the pipe.
 
 A CPU-bound consumer shows whether the streamer and its command overlap: ``sha256sum <
 dump.sql`` alone, the streamer alone (into ``sh -c 'cat >/dev/null'``, as ``bench/run.py``
@@ -342,7 +343,7 @@ def _setup(workdir: Path, env: dict[str, str], size: int, only: set[str]) -> lis
                 TARGET_DB_RATIO,
                 f"{name + ':':12} streamer restore {{ratio:.3f}}x the time of loading the file",
                 # What the client reading a pipe instead of the file costs by itself.
-                Case(f"{name}: cat file | client (the pipe alone)",
+                Case(f"{name}: cat file into the client (the pipe alone)",
                      ["sh", "-c", 'cat "$0" | "$@"', str(path), *client], n, server=dialect,
                      check=check),
             )
