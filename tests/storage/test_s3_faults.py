@@ -126,7 +126,8 @@ TRANSIENT_READ_FAULTS = [
     pytest.param(lambda p: p.reset(2, after_bytes=1024 * 1024, direction="response", match=RANGED_GET), id="cut-mid-range"),
     pytest.param(lambda p: p.reset(1, direction="request", match=RANGED_GET), id="reset-range-request"),
     pytest.param(lambda p: p.fail(2, status=503, code="SlowDown", match=RANGED_GET), id="503-slowdown"),
-    pytest.param(lambda p: p.fail(1, status=500, code="InternalError", match=r"^HEAD "), id="head-500"),
+    # The first request of either reader: the streamed reader's GET, the ranged reader's HEAD.
+    pytest.param(lambda p: p.fail(1, status=500, code="InternalError", match=r"^(GET|HEAD) "), id="first-request-500"),
 ]  # fmt: skip
 
 
@@ -149,18 +150,39 @@ def test_transient_read_faults_are_retried(
     assert proxy.injected >= 1
 
 
-@pytest.mark.parametrize("ranges", READERS)
-def test_a_read_cut_short_every_time_fails_naming_the_range(
-    s3_client: Any, bucket: str, proxy: FaultProxy, ranges: int
+@pytest.mark.parametrize(
+    ("ranges", "request_name"),
+    [
+        # The streamed reader's first GET is the one that learns the size: it has no range.
+        pytest.param(1, "get_object", id="streamed"),
+        pytest.param(2, r"get_object bytes=0-\d+", id="parallel-ranges"),
+    ],
+)
+def test_a_read_cut_short_every_time_fails_naming_the_request(
+    s3_client: Any, bucket: str, proxy: FaultProxy, ranges: int, request_name: str
 ) -> None:
     s3_client.put_object(Bucket=bucket, Key="k", Body=payload(2 * PART, seed=4))
     storage = S3Storage(bucket, settings(endpoint_url=proxy.url, ranges_in_flight=ranges))
     proxy.reset(FOREVER, after_bytes=100, direction="response", match=RANGED_GET)
-    reader = storage.open_reader("k")
     with pytest.raises(StorageError) as caught:
-        read_all(reader)
-    expected = rf"^get_object bytes=0-\d+ of s3://{bucket}/k failed after {ATTEMPTS} attempts"
+        read_all(storage.open_reader("k"))
+    expected = rf"^{request_name} of s3://{bucket}/k failed after {ATTEMPTS} attempts"
     assert re.search(expected, str(caught.value)), str(caught.value)
+
+
+def test_a_streamed_read_sends_one_request_before_the_first_byte(
+    s3_client: Any, bucket: str, proxy: FaultProxy
+) -> None:
+    """No HEAD before the GET: the GET's own headers give the size and the ETag."""
+    data = payload(2 * PART + 3, seed=6)
+    s3_client.put_object(Bucket=bucket, Key="k", Body=data)
+    storage = S3Storage(bucket, settings(endpoint_url=proxy.url))
+    with storage.open_reader("k") as reader:
+        assert reader.size == len(data)
+        assert reader.read(1) == data[:1]
+        assert [line.split()[0] for line in proxy.requests()] == ["GET"]
+        assert reader.read() == data[1:]
+    assert [line.split()[0] for line in proxy.requests()] == ["GET"]
 
 
 @pytest.mark.parametrize("ranges", READERS)

@@ -1,11 +1,13 @@
 """The S3 readers: an object streamed from start to end, over one connection or in ranges.
 
-Both head the object first (its size, and the ETag every later GET is pinned to with
-``If-Match``, so an object replaced mid-read is an error rather than a splice of two objects).
-:class:`S3StreamReader` streams one GET and, when the connection is lost mid-body, resumes with
-a ranged GET where it broke off. :class:`S3RangeReader` fetches ranges in parallel, a bounded
-window ahead of the consumer, and delivers them in order: for servers whose per-connection
-throughput is the limit. Reading a body is part of the attempt the retry policy repeats.
+Both learn the object's size and its ETag before the first byte is delivered; every later GET
+is pinned to that ETag with ``If-Match``, so an object replaced mid-read is an error rather than
+a splice of two objects. :class:`S3StreamReader` takes them from its first GET, which it then
+streams, and when the connection is lost mid-body resumes with a ranged GET where it broke off:
+one round trip to S3 before the first byte, not two. :class:`S3RangeReader` heads the object,
+then fetches ranges in parallel, a bounded window ahead of the consumer, and delivers them in
+order: for servers whose per-connection throughput is the limit. Reading a body is part of the
+attempt the retry policy repeats.
 """
 
 from __future__ import annotations
@@ -62,7 +64,11 @@ class S3StreamReader(ObjectReader):
         #: Bytes received from S3 so far; ``_chunk`` holds those not yet delivered.
         self._received = 0
         self._chunk = memoryview(b"")
-        self.size, self._etag = head(bucket, key)
+        response = bucket.call(
+            "get_object", key, lambda: bucket.client.get_object(Bucket=bucket.name, Key=key)
+        )
+        self.size, self._etag = int(response["ContentLength"]), str(response["ETag"])
+        self._body = response["Body"]
 
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         if self.closed:
@@ -84,7 +90,7 @@ class S3StreamReader(ObjectReader):
         return count
 
     def _read(self, want: int) -> bytes:
-        """One attempt: (re)open the stream where it broke off if needed, read from it."""
+        """One attempt: reopen the stream where it broke off if needed, read from it."""
         if self._body is None:
             start = self._received
             extra = {"Range": f"bytes={start}-"} if start else {}
