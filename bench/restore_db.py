@@ -23,7 +23,9 @@ dump.sql | sha256sum``: the cheapest producer there is, so its ratio is what rea
 by another running process costs ``sha256sum`` on this machine, whoever feeds it. And the time
 a bare boto3 client takes from its process's start to the object's first byte (the interpreter,
 boto3's import, the client, the GET): no restore from S3 in Python starts feeding its command
-sooner, so that time added to the ``cat`` pipe is the floor of the streamer's run.
+sooner. From it and the CPU the runs alone used comes the floor of the streamer's run on this
+machine's cores: that first byte, then all of the runs' work on every core at once
+(:func:`_cpu_floor`). The streamer, the consumer and moto share the same cores.
 
 Every case runs once per round; within a round the file and streamer runs of a database swap
 places every other round, so neither always pays for what the one before it left behind (the
@@ -232,7 +234,7 @@ class Group:
     """Cases compared with each other: ``combined`` against the slowest of ``baselines``."""
 
     name: str  #: as --only names it
-    baselines: list[Case]
+    baselines: list[Case]  #: for the consumer, the consumer alone first
     combined: Case
     target: float
     claim: str  #: what the ratio says, for the report
@@ -459,11 +461,10 @@ def report(groups: list[Group], load_before: tuple[float, ...], *, quick: bool) 
             )
             ratios[f"{group.name}-pipe"] = pipe / group.slowest()
             if group.first_byte is not None:
-                first = group.first_byte.median().seconds
-                floor = (pipe + first) / group.slowest()
+                floor = _cpu_floor(group) / group.slowest()
                 print(
-                    f"{'':12} the pipe plus {group.first_byte.name} ({first:.2f} s), the least "
-                    f"a restore from S3 in Python adds: {floor:.3f}x the slower alone"
+                    f"{'':12} the floor on {os.cpu_count()} cores ({group.first_byte.name}, "
+                    f"then the runs' work on every core): {floor:.3f}x the slower alone"
                 )
                 ratios[f"{group.name}-floor"] = floor
     out = ROOT / "bench" / "results"
@@ -474,6 +475,24 @@ def report(groups: list[Group], load_before: tuple[float, ...], *, quick: bool) 
     )
     if quick:
         print("(quick run: a smoke test on a small dump; the targets apply to the full run)")
+
+
+def _cpu_floor(group: Group) -> float:
+    """The least time, in seconds, the combined run of ``group`` can take on this machine.
+
+    Nothing reaches the consumer before the object's first byte, the bare S3 client's time
+    to it (its CPU, and moto's, are the start-up every restore from S3 pays). After it, the
+    work of the runs alone remains: the consumer's CPU, the streamer's beyond that start-up
+    (its reader ``cat`` included: that is what reading the pipe costs whoever reads it) and
+    moto's, spread over every core at once, and never less than the consumer's own time alone
+    (``baselines[0]``)."""
+    assert group.first_byte is not None
+    first = group.first_byte.median()
+    work = sum(
+        case.median().cpu_seconds + case.median().moto_cpu_seconds for case in group.baselines
+    )
+    work -= first.cpu_seconds + first.moto_cpu_seconds
+    return first.seconds + max(group.baselines[0].median().seconds, work / (os.cpu_count() or 1))
 
 
 def _load(load: tuple[float, ...]) -> str:

@@ -78,7 +78,7 @@ def test_restore_db_bench_quick_loads_both_databases_and_reports_every_ratio() -
         "PostgreSQL:  streamer restore",
         "sha256sum:",
         "cat file into sha256sum (the pipe alone): ",
-        "the least a restore from S3 in Python adds: ",
+        "the floor on ",
     ):
         assert claim in done.stdout
     ratios = json.loads((ROOT / "bench" / "results" / "restore_db_quick.json").read_text())
@@ -134,3 +134,33 @@ def test_controller_bench_quick_converges_and_times_every_flip() -> None:
         assert phases[name]["reconciles"]["BackupRun"] >= 200
         assert phases[name]["requests"], f"no request counted in the {name} phase"
     assert result["figures"]["rss_mib"] > 0
+
+
+@pytest.mark.parametrize(
+    ("consumer_seconds", "expected"),
+    [
+        # Work on two cores: (3.0 + 2.6 + 0.4 - 0.2 - 0.2) / 2 = 2.8 s after a 0.5 s first byte.
+        pytest.param(2.5, 0.5 + 2.8, id="the cores-bound"),
+        # A consumer slower alone than the shared work: its own time after the first byte.
+        pytest.param(3.2, 0.5 + 3.2, id="the consumer-bound"),
+    ],
+)
+def test_the_restore_floor_is_the_first_byte_then_the_larger_of_the_two_bounds(
+    monkeypatch: pytest.MonkeyPatch, consumer_seconds: float, expected: float
+) -> None:
+    from bench import restore_db
+    from bench.restore_db import Case, Group, Run
+
+    def case(seconds: float, cpu: float, moto: float) -> Case:
+        return Case("c", [], 0, runs=[Run("c", seconds, cpu, moto, 0.0)])
+
+    group = Group(
+        "sha256sum",
+        [case(consumer_seconds, 3.0, 0.0), case(2.4, 2.6, 0.4)],
+        case(4.0, 5.6, 0.4),
+        1.15,
+        "",
+        first_byte=case(0.5, 0.2, 0.2),
+    )
+    monkeypatch.setattr(restore_db.os, "cpu_count", lambda: 2)
+    assert restore_db._cpu_floor(group) == pytest.approx(expected)
